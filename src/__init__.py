@@ -1,0 +1,1 @@
+"""whisper-worker: a RunPod serverless worker for Whisper speech-to-text."""

@@ -1,0 +1,98 @@
+"""The engine interface and the typed records every engine returns.
+
+An engine wraps one loaded Whisper model. It receives the already decoded audio (16 kHz mono
+float32, the same array for every engine) and engine-neutral ``DecodeOptions``, and returns a
+``Transcript`` whose timestamps are seconds on the original audio's timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+Task = Literal["transcribe", "translate"]
+EngineName = Literal["faster-whisper", "openai-whisper"]
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float | None = None
+    words: tuple[Word, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    language_probability: float
+    duration: float
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class VadParameters:
+    """Voice-activity detection settings (Silero VAD, as shipped with faster-whisper)."""
+
+    threshold: float = 0.5
+    min_silence_duration_ms: int = 1000
+    speech_pad_ms: int = 400
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Everything an engine needs to decode, independent of the request's wire format."""
+
+    task: Task = "transcribe"
+    language: str | None = None
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    beam_size: int = 5
+    best_of: int = 5
+    patience: float = 1.0
+    length_penalty: float = 1.0
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = True
+    initial_prompt: str | None = None
+    word_timestamps: bool = False
+    vad_filter: bool = True
+    vad: VadParameters = field(default_factory=VadParameters)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the loaded model is and where it runs; reported in every job's metadata."""
+
+    engine: EngineName
+    model: str
+    device: str
+    compute_type: str
+    multilingual: bool
+
+
+class Engine(Protocol):
+    """A loaded Whisper model that turns a waveform into a ``Transcript``."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure."""
+        ...

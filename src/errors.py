@@ -1,0 +1,70 @@
+"""The worker's exception tree: one module, every error a caller can see.
+
+``handler.py`` alone turns these into RunPod's ``{"error": "..."}``; the message of each is
+written for the caller (which field was wrong and what was expected) and never carries a
+traceback, audio, transcript text or a URL's query string.
+
+    WorkerError                    base of everything the worker raises on purpose
+    ├── InvalidRequest             the job's input is malformed (field named in the message)
+    │   └── UnsupportedOption      a valid option the loaded model cannot honour
+    ├── AudioError                 the audio could not be obtained or decoded
+    │   ├── DownloadError          the URL could not be fetched (status, timeout, size cap)
+    │   │   └── BlockedAddress     the URL (or a redirect) points at a forbidden address
+    │   └── DecodeError            the bytes are not decodable audio (empty, corrupt, no stream)
+    └── ModelError                 the model failed while transcribing or could not be loaded
+
+``BlockedAddress`` subclasses ``DownloadError`` (and so ``AudioError``) because, for the caller,
+a refused address is one more reason a URL cannot be fetched; tests and logs can still tell it
+apart.
+"""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base class of every error the worker raises on purpose."""
+
+    #: short machine-readable kind, returned beside the message
+    kind = "worker_error"
+
+
+class InvalidRequest(WorkerError, ValueError):
+    """The job input is malformed: unknown key, wrong type, out-of-range value."""
+
+    kind = "invalid_request"
+
+
+class UnsupportedOption(InvalidRequest):
+    """A well-formed option the loaded model cannot honour (e.g. translate on ``tiny.en``)."""
+
+    kind = "unsupported_option"
+
+
+class AudioError(WorkerError):
+    """The audio could not be obtained or decoded."""
+
+    kind = "audio_error"
+
+
+class DownloadError(AudioError):
+    """A URL could not be fetched: bad status, timeout, too large, bad scheme."""
+
+    kind = "download_error"
+
+
+class BlockedAddress(DownloadError):
+    """The URL or one of its redirects resolves to a private, loopback or link-local address."""
+
+    kind = "blocked_address"
+
+
+class DecodeError(AudioError):
+    """The bytes are not decodable audio: empty, corrupt, or without an audio stream."""
+
+    kind = "decode_error"
+
+
+class ModelError(WorkerError):
+    """The model could not be loaded or failed while transcribing."""
+
+    kind = "model_error"

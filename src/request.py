@@ -1,0 +1,305 @@
+"""The job model: what a RunPod job's ``input`` may hold, parsed and validated once.
+
+Two input shapes are accepted:
+
+* the native one, ``{"audio": {"url"|"base64": ...}, "options": {...}}``;
+* the flat shape of RunPod's official ``worker-faster_whisper`` (``"audio": "<url>"`` or
+  ``"audio_base64"``, ``"transcription": "plain_text"|...``, ``"translate"``, ``"enable_vad"``,
+  ...), so that its clients can switch to this worker unchanged. Such a request is converted to
+  the native model with ``compat`` set, and its response keeps the official worker's shape.
+
+``parse_request`` is the only entry point; every failure is an ``InvalidRequest`` whose message
+names the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from src.engines.base import DecodeOptions, Task, VadParameters
+from src.errors import InvalidRequest
+from src.languages import LANGUAGES
+
+OutputFormat = Literal["all", "text", "json", "srt", "vtt"]
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+
+#: the official worker's ``transcription`` / ``translation`` formats
+CompatFormat = Literal["plain_text", "formatted_text", "srt", "vtt"]
+
+MAX_PROMPT_CHARS = 2000
+MAX_VOCABULARY_ENTRIES = 500
+MAX_TERM_CHARS = 100
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class AudioInput(BaseModel):
+    """Where the audio comes from: exactly one of ``url`` or ``base64``."""
+
+    model_config = _STRICT
+
+    url: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
+    base64: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AudioInput:
+        if (self.url is None) == (self.base64 is None):
+            raise ValueError("give exactly one of 'url' or 'base64'")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return url
+
+
+class VadOptions(BaseModel):
+    """Voice-activity-detection tuning; see ``VadParameters``."""
+
+    model_config = _STRICT
+
+    threshold: Probability = 0.5
+    min_silence_duration_ms: Annotated[int, Field(ge=0, le=10_000)] = 1000
+    speech_pad_ms: Annotated[int, Field(ge=0, le=2_000)] = 400
+
+
+class TranscribeOptions(BaseModel):
+    """Decoding and output options of one job."""
+
+    model_config = _STRICT
+
+    task: Task = "transcribe"
+    language: str | None = None
+    temperature: Probability | Annotated[list[Probability], Field(min_length=1, max_length=10)] = 0.0
+    temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.2
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    best_of: Annotated[int, Field(ge=1, le=10)] = 5
+    patience: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] = 1.0
+    compression_ratio_threshold: Annotated[float, Field(gt=0.0, le=100.0)] | None = 2.4
+    log_prob_threshold: Annotated[float, Field(ge=-100.0, le=0.0)] | None = -1.0
+    no_speech_threshold: Probability | None = 0.6
+    condition_on_previous_text: bool = True
+    initial_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
+    word_timestamps: bool = False
+    vad_filter: bool = True
+    vad_parameters: VadOptions = VadOptions()
+    output_format: OutputFormat = "all"
+    custom_vocabulary: dict[str, str] | None = None
+    denoise: bool = False
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _known_language(cls, value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value
+        code = value.strip().lower()
+        if code in LANGUAGES:
+            return code
+        by_name = {name: c for c, name in LANGUAGES.items()}
+        if code in by_name:
+            return by_name[code]
+        raise ValueError(
+            f"unsupported language {value[:20]!r}: expected a Whisper language code such as "
+            "'en', 'de', 'fr' or 'ja' (see README), or null to detect it"
+        )
+
+    @field_validator("custom_vocabulary")
+    @classmethod
+    def _vocabulary_bounds(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_VOCABULARY_ENTRIES:
+            raise ValueError(f"at most {MAX_VOCABULARY_ENTRIES} entries allowed")
+        for heard, wanted in value.items():
+            if not heard.strip() or len(heard) > MAX_TERM_CHARS or len(wanted) > MAX_TERM_CHARS:
+                raise ValueError(
+                    "expected a mapping of heard term to corrected term, each non-empty "
+                    f"and at most {MAX_TERM_CHARS} characters"
+                )
+        return value
+
+    def temperatures(self) -> tuple[float, ...]:
+        """The temperature schedule: a list as given, or start..1.0 by the increment."""
+        if isinstance(self.temperature, list):
+            return tuple(self.temperature)
+        if self.temperature_increment_on_fallback is None:
+            return (self.temperature,)
+        steps = math.floor((1.0 - self.temperature) / self.temperature_increment_on_fallback + 1e-6)
+        return tuple(
+            round(self.temperature + i * self.temperature_increment_on_fallback, 6)
+            for i in range(steps + 1)
+        )
+
+    def decode_options(self) -> DecodeOptions:
+        return DecodeOptions(
+            task=self.task,
+            language=self.language,
+            temperatures=self.temperatures(),
+            beam_size=self.beam_size,
+            best_of=self.best_of,
+            patience=self.patience,
+            length_penalty=self.length_penalty,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+            log_prob_threshold=self.log_prob_threshold,
+            no_speech_threshold=self.no_speech_threshold,
+            condition_on_previous_text=self.condition_on_previous_text,
+            initial_prompt=self.initial_prompt,
+            word_timestamps=self.word_timestamps,
+            vad_filter=self.vad_filter,
+            vad=VadParameters(
+                threshold=self.vad_parameters.threshold,
+                min_silence_duration_ms=self.vad_parameters.min_silence_duration_ms,
+                speech_pad_ms=self.vad_parameters.speech_pad_ms,
+            ),
+        )
+
+
+class CompatOutput(BaseModel):
+    """How the official worker's response is to be shaped (only set for compat requests)."""
+
+    model_config = _STRICT
+
+    transcription: CompatFormat = "plain_text"
+    translate: bool = False
+    translation: CompatFormat = "plain_text"
+
+
+class TranscriptionRequest(BaseModel):
+    """One job, native shape."""
+
+    model_config = _STRICT
+
+    audio: AudioInput
+    options: TranscribeOptions = TranscribeOptions()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A parsed job: the request, and the official worker's response shape if it came in that one."""
+
+    request: TranscriptionRequest
+    compat: CompatOutput | None = None
+
+
+class CompatRequest(BaseModel):
+    """The flat input of RunPod's official ``worker-faster_whisper``."""
+
+    model_config = _STRICT
+
+    audio: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
+    audio_base64: Annotated[str, Field(min_length=1)] | None = None
+    model: str | None = None
+    transcription: CompatFormat = "plain_text"
+    translate: bool = False
+    translation: CompatFormat = "plain_text"
+    language: str | None = None
+    temperature: Probability = 0.0
+    best_of: Annotated[int, Field(ge=1, le=10)] = 5
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    patience: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
+    suppress_tokens: str = "-1"
+    initial_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
+    condition_on_previous_text: bool = True
+    temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.2
+    compression_ratio_threshold: Annotated[float, Field(gt=0.0, le=100.0)] | None = 2.4
+    logprob_threshold: Annotated[float, Field(ge=-100.0, le=0.0)] | None = -1.0
+    no_speech_threshold: Probability | None = 0.6
+    enable_vad: bool = True
+    word_timestamps: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CompatRequest:
+        if (self.audio is None) == (self.audio_base64 is None):
+            raise ValueError("give exactly one of 'audio' (a URL) or 'audio_base64'")
+        return self
+
+    def to_job(self) -> Job:
+        audio = AudioInput(url=self.audio) if self.audio else AudioInput(base64=self.audio_base64)
+        options = TranscribeOptions(
+            task="transcribe",
+            language=self.language,
+            temperature=self.temperature,
+            temperature_increment_on_fallback=self.temperature_increment_on_fallback,
+            beam_size=self.beam_size,
+            best_of=self.best_of,
+            patience=self.patience,
+            length_penalty=self.length_penalty if self.length_penalty is not None else 1.0,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+            log_prob_threshold=self.logprob_threshold,
+            no_speech_threshold=self.no_speech_threshold,
+            condition_on_previous_text=self.condition_on_previous_text,
+            initial_prompt=self.initial_prompt,
+            word_timestamps=self.word_timestamps,
+            vad_filter=self.enable_vad,
+            output_format="json",
+        )
+        compat = CompatOutput(
+            transcription=self.transcription,
+            translate=self.translate,
+            translation=self.translation,
+        )
+        return Job(TranscriptionRequest(audio=audio, options=options), compat)
+
+
+def _is_compat_shape(job_input: dict[str, Any]) -> bool:
+    if isinstance(job_input.get("audio"), str) or "audio_base64" in job_input:
+        return True
+    compat_only = set(CompatRequest.model_fields) - set(TranscriptionRequest.model_fields)
+    return bool(compat_only & set(job_input)) and "options" not in job_input
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|list|dict|none)$|[\[\]-]")
+
+
+def _describe(error: ValidationError) -> str:
+    """One readable clause per field: ``field.path: what was expected``.
+
+    Pydantic reports each branch of a union under a type tag (``temperature.constrained-float``);
+    the tags are dropped and the branches' messages joined with "or".
+    """
+    problems: dict[str, list[str]] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        parts = [str(p) for p in item["loc"] if not _UNION_TAG.search(str(p))]
+        where = ".".join(parts) or "input"
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        problems.setdefault(where, [])
+        if message not in problems[where]:
+            problems[where].append(message)
+    return "invalid input: " + "; ".join(
+        f"{where}: {' or '.join(messages)}" for where, messages in problems.items()
+    )
+
+
+def parse_request(job_input: Any) -> Job:
+    """Validate a job's ``input`` (either shape) into a ``Job``."""
+    if not isinstance(job_input, dict):
+        raise InvalidRequest(
+            f"invalid input: expected a JSON object, got {type(job_input).__name__}"
+        )
+    try:
+        if _is_compat_shape(job_input):
+            return CompatRequest.model_validate(job_input).to_job()
+        return Job(TranscriptionRequest.model_validate(job_input))
+    except ValidationError as e:
+        raise InvalidRequest(_describe(e)) from None
