@@ -1,0 +1,99 @@
+"""The job's output as RunPod returns it: records become JSON-ready dicts here, and only here.
+
+Two shapes: the native one (``transcription`` + ``metadata``) and, for jobs that came in the
+official ``worker-faster_whisper`` shape, that worker's flat output so its clients keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from src.engines.base import Segment
+from src.formats import segment_dict, to_lines, to_srt, to_text, to_vtt
+from src.processor import JobResult
+from src.request import CompatFormat, CompatOutput, Job, OutputFormat
+
+_ROUND = 3
+
+
+def _native_transcription(result: JobResult, output_format: OutputFormat) -> dict[str, Any]:
+    t = result.transcript
+    body: dict[str, Any] = {
+        "text": t.text,
+        "language": t.language,
+        "language_probability": round(t.language_probability, 4),
+        "duration": round(t.duration, _ROUND),
+    }
+    if output_format in ("json", "all"):
+        body["segments"] = [segment_dict(s) for s in t.segments]
+    if output_format in ("srt", "all"):
+        body["srt"] = to_srt(t.segments, t.duration)
+    if output_format in ("vtt", "all"):
+        body["vtt"] = to_vtt(t.segments, t.duration)
+    return body
+
+
+def _metadata(result: JobResult) -> dict[str, Any]:
+    timings = result.timings
+    return {
+        "engine": result.model.engine,
+        "model": result.model.model,
+        "device": result.model.device,
+        "compute_type": result.model.compute_type,
+        "processing_time": round(timings.total, _ROUND),
+        "timings": {
+            "download": round(timings.download, _ROUND),
+            "decode": round(timings.decode, _ROUND),
+            "inference": round(timings.inference, _ROUND),
+        },
+        "realtime_factor": round(result.realtime_factor, 2),
+    }
+
+
+def _compat_text(fmt: CompatFormat, segments: Sequence[Segment], duration: float) -> str:
+    if fmt == "plain_text":
+        return to_text(segments)
+    if fmt == "formatted_text":
+        return to_lines(segments)
+    if fmt == "srt":
+        return to_srt(segments, duration)
+    return to_vtt(segments, duration)
+
+
+def _compat_response(
+    result: JobResult, compat: CompatOutput, word_timestamps: bool
+) -> dict[str, Any]:
+    t = result.transcript
+    segments = []
+    for s in t.segments:
+        data = segment_dict(s)
+        data.pop("words", None)
+        segments.append(data)
+    out: dict[str, Any] = {
+        "segments": segments,
+        "detected_language": t.language,
+        "transcription": _compat_text(compat.transcription, t.segments, t.duration),
+        "translation": None,
+        "device": result.model.device,
+        "model": result.model.model,
+    }
+    if compat.translate and result.translation is not None:
+        tr = result.translation
+        out["translation"] = _compat_text(compat.translation, tr.segments, tr.duration)
+    if word_timestamps:
+        out["word_timestamps"] = [
+            {"word": w.word, "start": w.start, "end": w.end}
+            for s in t.segments
+            for w in (s.words or ())
+        ]
+    return out
+
+
+def build_response(job: Job, result: JobResult) -> dict[str, Any]:
+    if job.compat is not None:
+        return _compat_response(result, job.compat, job.request.options.word_timestamps)
+    return {
+        "transcription": _native_transcription(result, job.request.options.output_format),
+        "metadata": _metadata(result),
+    }
