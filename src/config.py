@@ -52,7 +52,9 @@ class Settings:
         env = os.environ if env is None else env
         engine = env.get("WHISPER_ENGINE", "faster-whisper").strip().lower()
         if engine not in ENGINE_NAMES:
-            raise ValueError(f"WHISPER_ENGINE={engine!r}: expected one of {', '.join(ENGINE_NAMES)}")
+            raise ValueError(
+                f"WHISPER_ENGINE={engine!r}: expected one of {', '.join(ENGINE_NAMES)}"
+            )
         device = env.get("DEVICE", "auto").strip().lower()
         if device not in DEVICES:
             raise ValueError(f"DEVICE={device!r}: expected one of {', '.join(DEVICES)}")

@@ -86,7 +86,9 @@ class TranscribeOptions(BaseModel):
 
     task: Task = "transcribe"
     language: str | None = None
-    temperature: Probability | Annotated[list[Probability], Field(min_length=1, max_length=10)] = 0.0
+    temperature: Probability | Annotated[list[Probability], Field(min_length=1, max_length=10)] = (
+        0.0
+    )
     temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.2
     beam_size: Annotated[int, Field(ge=1, le=10)] = 5
     best_of: Annotated[int, Field(ge=1, le=10)] = 5
@@ -192,7 +194,7 @@ class TranscriptionRequest(BaseModel):
 
 @dataclass(frozen=True)
 class Job:
-    """A parsed job: the request, and the official worker's response shape if it came in that one."""
+    """A parsed job: the request, and the official worker's response shape if it came so."""
 
     request: TranscriptionRequest
     compat: CompatOutput | None = None
