@@ -1,4 +1,4 @@
-"""Shared fixtures: paths anchored to this file, the benchmark manifest, real models once per session."""
+"""Shared fixtures: paths anchored to this file, the benchmark manifest, real models once."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +52,83 @@ def manifest() -> list[Clip]:
 @pytest.fixture(scope="session")
 def jfk(manifest: list[Clip]) -> Clip:
     return next(c for c in manifest if c.path.name == "en_jfk.flac")
+
+
+# The worker under test loads the small English model unless a test builds its own processor.
+os.environ.setdefault("WHISPER_MODEL", "tiny.en")
+os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+
+
+def b64_file(path: Path) -> str:
+    import base64
+
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int = 16000) -> bytes:
+    """16-bit PCM WAV of a float waveform, written with the standard library."""
+    import io
+    import wave
+
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def load_waveform(path: Path) -> np.ndarray:
+    """The clip as 16 kHz mono float32, decoded with ffmpeg independently of the worker."""
+    import subprocess
+
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-f",
+            "f32le",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return np.frombuffer(raw, dtype=np.float32).copy()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate after Whisper's English normaliser on both sides (as the benchmark does)."""
+    import jiwer
+    from whisper.normalizers import EnglishTextNormalizer
+
+    normalise = EnglishTextNormalizer()
+    return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
+
+
+def pooled_wer(pairs: list[tuple[str, str]]) -> float:
+    """WER pooled over clips (total errors / total reference words), normalised as above."""
+    import jiwer
+    from whisper.normalizers import EnglishTextNormalizer
+
+    normalise = EnglishTextNormalizer()
+    refs = [normalise(r) for r, _ in pairs]
+    hyps = [normalise(h) for _, h in pairs]
+    return float(jiwer.wer(refs, hyps))
+
+
+@pytest.fixture(scope="session")
+def handler_module():
+    """``handler.py`` imported once; its processor loads tiny.en on first use."""
+    import handler
+
+    return handler

