@@ -1,0 +1,163 @@
+"""One decode, to the array both engines use: 16 kHz mono float32, by ffmpeg.
+
+ffmpeg reads the first audio stream of whatever container it is given (video files included),
+downmixes, resamples and writes raw little-endian float32 to a pipe; the command is built with
+``ffmpeg-python``. The audio came from the job's caller, so ffmpeg may only open local files
+(``-protocol_whitelist file``): a playlist smuggled in as "audio" cannot make it fetch URLs.
+
+A truncated or partly corrupt file gives what ffmpeg could decode of it (as Whisper's own loader
+does); only a file with nothing decodable is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import ffmpeg
+import numpy as np
+
+from src.errors import AudioError, DecodeError
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+_BYTES_PER_SAMPLE = 4  # float32
+_READ_SIZE = 1024 * 1024
+_MAX_STDERR = 64 * 1024
+_MAX_REASON = 160
+
+
+def decode_audio(
+    source: Path | str | bytes, *, denoise: bool = False, max_seconds: float | None = None
+) -> np.ndarray:
+    """Decode ``source`` (a path, or a whole file's bytes) to 16 kHz mono float32 samples.
+
+    ``denoise`` inserts ffmpeg's ``afftdn`` filter before resampling. ``max_seconds`` stops
+    the decode as soon as more audio than that has come out (container metadata can lie about
+    the duration, the decoded length cannot) and raises ``AudioError``. Every other failure is
+    a ``DecodeError`` whose message says what was wrong with the audio.
+    """
+    if isinstance(source, bytes):
+        if not source:
+            raise DecodeError("audio: the audio is empty (0 bytes)")
+        with tempfile.TemporaryDirectory(prefix="decode-") as tmp:
+            path = Path(tmp) / "audio"
+            path.write_bytes(source)
+            return _decode_file(path, denoise, max_seconds)
+    return _decode_file(Path(source), denoise, max_seconds)
+
+
+def probe_duration(path: Path | str) -> float | None:
+    """The duration in seconds that the file's container declares; ``None`` if it has none.
+
+    This is metadata, cheap to read before decoding but not proof of the real length. A file
+    ffprobe cannot read (or a missing ffprobe) also gives ``None``: decoding it will raise
+    the error that explains why.
+    """
+    try:
+        info = ffmpeg.probe(str(Path(path).resolve()), v="error", protocol_whitelist="file")
+    except ffmpeg.Error:
+        return None
+    except OSError as e:
+        logger.warning("ffprobe could not be run: %s", e.strerror or type(e).__name__)
+        return None
+    return _declared_duration(info)
+
+
+def _declared_duration(info: dict[str, Any]) -> float | None:
+    candidates = [info.get("format", {}).get("duration")]
+    candidates += [
+        s.get("duration") for s in info.get("streams", []) if s.get("codec_type") == "audio"
+    ]
+    for raw in candidates:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value) and value >= 0:
+            return value
+    return None
+
+
+def _decode_file(path: Path, denoise: bool, max_seconds: float | None) -> np.ndarray:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise DecodeError(f"audio: the audio file could not be read ({e.strerror})") from e
+    if size == 0:
+        raise DecodeError("audio: the audio is empty (0 bytes)")
+    max_bytes = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) * _BYTES_PER_SAMPLE
+    pcm = _run_ffmpeg(_ffmpeg_command(path, denoise), path, max_bytes, max_seconds)
+    del pcm[len(pcm) - len(pcm) % _BYTES_PER_SAMPLE :]
+    if not pcm:
+        raise DecodeError("audio: the file holds an audio stream but no decodable samples")
+    # frombuffer over a bytearray: no copy, and writable (torch.from_numpy warns otherwise)
+    return np.frombuffer(pcm, dtype="<f4").astype(np.float32, copy=False)
+
+
+def _ffmpeg_command(path: Path, denoise: bool) -> list[str]:
+    """``ffmpeg ... -i FILE -map 0:a:0 -f f32le -ac 1 -ar 16000 pipe:1``, via ffmpeg-python."""
+    stream = ffmpeg.input(str(path.resolve()), protocol_whitelist="file")["a:0"]
+    if denoise:
+        stream = stream.filter("afftdn")
+    output = ffmpeg.output(
+        stream, "pipe:1", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE
+    ).global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+    command: list[str] = output.compile()
+    return command
+
+
+def _run_ffmpeg(
+    command: list[str], path: Path, max_bytes: int | None, max_seconds: float | None
+) -> bytearray:
+    """Run ffmpeg, collecting stdout; stderr goes to a temporary file so it can never block."""
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
+            )
+        except FileNotFoundError as e:
+            raise DecodeError("audio: cannot decode, ffmpeg is not installed on the worker") from e
+        with process:
+            assert process.stdout is not None
+            pcm = _read_capped(process.stdout, max_bytes)
+            if pcm is None:
+                process.kill()
+                process.wait()
+                raise AudioError(f"audio: longer than the limit of {max_seconds:g} s")
+            returncode = process.wait()
+        if returncode != 0:
+            stderr.seek(0)
+            text = stderr.read(_MAX_STDERR).decode("utf-8", "replace")
+            raise DecodeError(_explain_failure(text, path))
+    return pcm
+
+
+def _read_capped(stream: IO[bytes], max_bytes: int | None) -> bytearray | None:
+    """All of ``stream``, or ``None`` as soon as it passes ``max_bytes``."""
+    pcm = bytearray()
+    while chunk := stream.read(_READ_SIZE):
+        pcm += chunk
+        if max_bytes is not None and len(pcm) > max_bytes:
+            return None
+    return pcm
+
+
+def _explain_failure(stderr: str, path: Path) -> str:
+    """A caller-facing reason from ffmpeg's stderr: a known case, or its first line, short."""
+    if "matches no streams" in stderr:
+        return "audio: the file has no audio stream"
+    if "Invalid data found when processing input" in stderr:
+        return "audio: not a recognised audio or video format, or the file is corrupt"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reason = lines[0] if lines else "ffmpeg failed without a message"
+    reason = reason.replace(str(path.resolve()), "input").replace(str(path), "input")
+    if len(reason) > _MAX_REASON:
+        reason = reason[:_MAX_REASON] + "..."
+    return f"audio: could not be decoded ({reason})"
