@@ -57,8 +57,8 @@ def probe_duration(path: Path | str) -> float | None:
     """The duration in seconds that the file's container declares; ``None`` if it has none.
 
     This is metadata, cheap to read before decoding but not proof of the real length. A file
-    ffprobe cannot read (or a missing ffprobe) also gives ``None``: decoding it will raise
-    the error that explains why.
+    without an audio stream, one ffprobe cannot read, or a missing ffprobe also give ``None``:
+    decoding such a file raises the error that explains why.
     """
     try:
         info = ffmpeg.probe(str(Path(path).resolve()), v="error", protocol_whitelist="file")
@@ -71,10 +71,11 @@ def probe_duration(path: Path | str) -> float | None:
 
 
 def _declared_duration(info: dict[str, Any]) -> float | None:
-    candidates = [info.get("format", {}).get("duration")]
-    candidates += [
-        s.get("duration") for s in info.get("streams", []) if s.get("codec_type") == "audio"
-    ]
+    """The container's duration, else the first audio stream's; ``None`` without audio."""
+    audio = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
+    if not audio:
+        return None
+    candidates = [info.get("format", {}).get("duration"), audio[0].get("duration")]
     for raw in candidates:
         try:
             value = float(raw)

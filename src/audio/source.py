@@ -284,7 +284,7 @@ def _allowed_addresses(
     where = _hop_label(hop, target.redacted)
     literal = _ip_literal(target.host)
     try:
-        addresses = [literal] if literal else network.resolve(target.host, target.port)
+        addresses = [literal] if literal is not None else network.resolve(target.host, target.port)
     except (OSError, ValueError):
         raise DownloadError(f"{_FIELD_URL}: could not resolve the host of {where}") from None
     if not addresses:
