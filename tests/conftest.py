@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,21 +110,35 @@ def load_waveform(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.float32).copy()
 
 
+@functools.cache
+def english_normaliser() -> Callable[[str], str]:
+    """Whisper's English text normaliser, built once.
+
+    Its constructor leaves a JSON file open (``whisper/normalizers/english.py``); the file is
+    closed here, inside this block, so the ResourceWarning never reaches the tests.
+    """
+    from whisper.normalizers import EnglishTextNormalizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        normaliser = EnglishTextNormalizer()
+        gc.collect()
+    return normaliser
+
+
 def wer(reference: str, hypothesis: str) -> float:
     """Word error rate after Whisper's English normaliser on both sides (as the benchmark does)."""
     import jiwer
-    from whisper.normalizers import EnglishTextNormalizer
 
-    normalise = EnglishTextNormalizer()
+    normalise = english_normaliser()
     return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
 
 
 def pooled_wer(pairs: list[tuple[str, str]]) -> float:
     """WER pooled over clips (total errors / total reference words), normalised as above."""
     import jiwer
-    from whisper.normalizers import EnglishTextNormalizer
 
-    normalise = EnglishTextNormalizer()
+    normalise = english_normaliser()
     refs = [normalise(r) for r, _ in pairs]
     hyps = [normalise(h) for _, h in pairs]
     return float(jiwer.wer(refs, hyps))
