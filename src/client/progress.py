@@ -1,0 +1,107 @@
+"""How a batch shows its progress: a bar on a terminal, one log line per file otherwise.
+
+A bar is useless in a log file or a CI job (it becomes thousands of carriage returns), and log
+lines scroll past the useful part on a terminal; so the choice follows ``isatty()``. The bar counts
+audio hours, not files, because one long recording takes as long as a hundred short ones and the
+ETA should know it; the files count rides along in its postfix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import IO, Protocol
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+logger = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    def begin(self, files: int, audio_seconds: float) -> None: ...
+
+    def advance(self, rel: str, ok: bool, audio_seconds: float, detail: str) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def human_duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``1.25 h``: audio lengths span four orders of magnitude."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+class LogProgress:
+    """One line per finished file: ``[3/40] done talks/monday.wav (61 s of audio, 4.2 s)``."""
+
+    def __init__(self) -> None:
+        self._total = 0
+        self._count = 0
+
+    def begin(self, files: int, audio_seconds: float) -> None:
+        self._total = files
+        logger.info("%d files to transcribe, %s of audio", files, human_duration(audio_seconds))
+
+    def advance(self, rel: str, ok: bool, audio_seconds: float, detail: str) -> None:
+        self._count += 1
+        level = logging.INFO if ok else logging.WARNING
+        state = "done" if ok else "FAILED"
+        logger.log(level, "[%d/%d] %s %s (%s)", self._count, self._total, state, rel, detail)
+
+    def end(self) -> None:
+        pass
+
+
+class BarProgress:
+    """A tqdm bar in audio hours, with files done and failed in its postfix."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._bar: tqdm[None] | None = None
+        self._files = 0
+        self._done = 0
+        self._failed = 0
+        self._logs = contextlib.ExitStack()
+
+    def begin(self, files: int, audio_seconds: float) -> None:
+        self._files = files
+        self._logs.enter_context(logging_redirect_tqdm())  # log lines above the bar, not through it
+        self._bar = tqdm(
+            total=round(audio_seconds / 3600, 3),
+            unit="h",
+            unit_scale=False,
+            file=self._stream,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]{postfix}",
+        )
+        self._postfix()
+
+    def advance(self, rel: str, ok: bool, audio_seconds: float, detail: str) -> None:
+        if ok:
+            self._done += 1
+        else:
+            self._failed += 1
+            logger.warning("FAILED %s (%s)", rel, detail)
+        if self._bar is not None:
+            self._bar.update(round(audio_seconds / 3600, 6))
+            self._postfix()
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._logs.close()
+
+    def _postfix(self) -> None:
+        if self._bar is not None:
+            finished = self._done + self._failed
+            self._bar.set_postfix_str(f"files {finished}/{self._files}, failed {self._failed}")
+
+
+def make_progress(stream: IO[str] | None = None) -> Progress:
+    stream = stream or sys.stderr
+    return BarProgress(stream) if stream.isatty() else LogProgress()
