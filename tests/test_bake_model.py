@@ -397,3 +397,11 @@ def test_openai_whisper_converts_a_ct2_path_once_into_the_cache(tmp_path: Path) 
     again = resolve_model("openai-whisper", str(tiny_ct2_dir()), tmp_path, cache)
     assert again.path == first.path
     assert again.path.stat().st_mtime_ns == written, "converted once, then reused"
+
+
+def test_staging_folders_are_not_offered_as_models(tmp_path: Path) -> None:
+    fake_ct2(tmp_path / "faster-whisper" / ".large-v3.x1y2.bake")
+    fake_ct2(tmp_path / "faster-whisper" / "Systran" / "faster-whisper-small")
+    assert baked_models(tmp_path, "faster-whisper") == ["Systran/faster-whisper-small"]
+    with pytest.raises(ModelError, match="invalid model name"):
+        resolve_model("faster-whisper", ".large-v3.x1y2.bake", tmp_path, tmp_path)

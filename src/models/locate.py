@@ -76,9 +76,13 @@ class ResolvedModel:
 
 
 def check_model_name(model: str) -> str:
-    """Reject names that would escape the model directory once used as a path."""
+    """Reject names that would escape the model directory once used as a path.
+
+    Hidden names (``.x``, ``..``) are refused too: those are staging folders of a bake.
+    """
     parts = PurePosixPath(model).parts
-    if not model.strip() or "\\" in model or model.startswith("/") or ".." in parts:
+    hidden = any(part.startswith(".") for part in parts)
+    if not model.strip() or "\\" in model or model.startswith("/") or hidden:
         raise ModelError(f"invalid model name {model!r}: expected a name like 'large-v3-turbo'")
     return model
 
@@ -108,8 +112,11 @@ def baked_models(model_dir: Path, engine: str) -> list[str]:
     found = []
     for marker in (CHECKPOINT_FILE, MODEL_FILE):
         for path in root.glob(f"**/{marker}"):
-            if is_complete(engine, path.parent):
-                found.append(path.parent.relative_to(root).as_posix())
+            name = path.parent.relative_to(root)
+            # hidden folders are a bake or conversion in progress (or one that crashed)
+            hidden = any(part.startswith(".") for part in name.parts)
+            if not hidden and is_complete(engine, path.parent):
+                found.append(name.as_posix())
     return sorted(set(found))
 
 

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -295,7 +296,8 @@ def publish_dir(tmp: Path, dest_dir: Path) -> None:
     directory this package writes (materialized, converted, baked).
     """
     if dest_dir.exists() or dest_dir.is_symlink():
-        stale = dest_dir.with_name(f".{dest_dir.name}.stale-{os.getpid()}")
+        # unique: in a container the pid is the same (1) at every start
+        stale = dest_dir.with_name(f".{dest_dir.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")
         with contextlib.suppress(FileNotFoundError):
             os.rename(dest_dir, stale)
         shutil.rmtree(stale, ignore_errors=True)
