@@ -310,11 +310,15 @@ def _policy(policy: Any) -> tuple[float, float]:
         raise _Refusal(400, "policy: expected an object")
     ttl = policy.get("ttl", DEFAULT_TTL_S * 1000)
     execution = policy.get("executionTimeout", DEFAULT_EXECUTION_TIMEOUT_S * 1000)
-    if not isinstance(execution, int) or execution <= MIN_EXECUTION_TIMEOUT_MS:
+    if not _is_number(execution) or execution <= MIN_EXECUTION_TIMEOUT_MS:
         raise _Refusal(400, f"policy.executionTimeout: expected ms > {MIN_EXECUTION_TIMEOUT_MS}")
-    if not isinstance(ttl, int) or not MIN_TTL_MS <= ttl <= MAX_TTL_MS:
+    if not _is_number(ttl) or not MIN_TTL_MS <= ttl <= MAX_TTL_MS:
         raise _Refusal(400, f"policy.ttl: expected {MIN_TTL_MS} to {MAX_TTL_MS} ms")
     return ttl / 1000, execution / 1000
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _wait_ms(raw: str | None) -> int:
