@@ -57,4 +57,5 @@ def load_engine(settings: Settings) -> Engine:
         model_name=resolved.name,
         device=device,
         compute_type=settings.compute_type,
+        alignment_heads=list(resolved.alignment_heads) if resolved.alignment_heads else None,
     )
