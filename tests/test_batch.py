@@ -127,7 +127,7 @@ def test_log_lines_when_not_a_terminal(caplog: pytest.LogCaptureFixture) -> None
     assert "[2/2] FAILED b.wav (job x FAILED: bad)" in caplog.text
 
 
-def test_a_bar_in_audio_hours_on_a_terminal() -> None:
+def test_a_bar_in_audio_time_on_a_terminal() -> None:
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True

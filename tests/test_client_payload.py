@@ -163,3 +163,11 @@ def test_options_are_checked_by_the_workers_own_model(options: dict, field: str)
         "language": "en",
         "word_timestamps": True,
     }
+
+
+def test_already_compact_audio_is_sent_as_it_is() -> None:
+    """An Ogg/Opus clip would shrink by 5%: not worth a second lossy generation."""
+    ogg = BENCHMARK_DIR / "en_fleurs_000.ogg"
+    prepared = prepare_audio(ogg, max_bytes=RUN_MAX_BODY_BYTES)
+    assert not prepared.transcoded
+    assert prepared.data == ogg.read_bytes()

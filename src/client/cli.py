@@ -37,7 +37,9 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    # a progress bar is shown on a terminal: per-job log lines would only push it around
+    bar = args.command is _batch and sys.stderr.isatty()
+    _setup_logging(args.verbose, quiet=bar)
     try:
         code: int = args.command(args)
     except (ConfigError, AuthError, EndpointNotFound) as e:
@@ -204,9 +206,10 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, *, quiet: bool = False) -> None:
+    level = logging.INFO if verbose or not quiet else logging.WARNING
     logging.basicConfig(
-        level=logging.DEBUG if verbose > 1 else logging.INFO,
+        level=logging.DEBUG if verbose > 1 else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -5,9 +5,11 @@ RunPod caps a /run body at 10 MB (20 MB for /runsync), and base64 adds a third. 
 speech intelligible to the model while a 16-bit 16 kHz WAV costs 256 kbit/s and a CD-quality one
 1411 kbit/s. Video files lose their video stream here too.
 
-When the 24 kbit/s file is still over the budget (about 40 minutes fit in a /run), the encoder
-steps down to 16 and then 12 kbit/s, which still carry speech well, before giving up with an
-error that says to pass a URL: past that point quality, not size, would suffer.
+A file that Opus would shrink by less than a fifth (already Opus, or a low-rate MP3) is sent as
+it is: a second lossy generation would cost quality for little gain. When the 24 kbit/s file is
+over the budget (about 40 minutes fit in a /run), the encoder steps down to 16 and then 12
+kbit/s, which still carry speech well, before giving up with an error that says to pass a URL:
+past that point quality, not size, would suffer.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ OPUS_BITRATES: tuple[int, ...] = (24_000, 16_000, 12_000)
 #: Ogg pages and Opus framing on top of the nominal bitrate, for the size estimate
 _CONTAINER_OVERHEAD = 1.05
 _FFMPEG_TIMEOUT_S = 3600.0
+#: a re-encode must save at least a fifth of the bytes to be worth a second lossy generation
+_WORTHWHILE = 0.8
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,10 @@ def prepare_audio(
             if estimate > max_bytes:
                 continue
         data = transcode_to_opus(path, bitrate=bitrate)
+        if len(data) > _WORTHWHILE * source_bytes and source_bytes <= max_bytes:
+            # already compact (an Opus or low-rate MP3 file): a re-encode would only cost quality
+            logger.info("%s: sent as is (%d bytes; as Opus %d)", path.name, source_bytes, len(data))
+            return PreparedAudio(path.read_bytes(), source_bytes, transcoded=False)
         if len(data) <= max_bytes:
             prepared = PreparedAudio(data, source_bytes, transcoded=True, bitrate=bitrate)
             logger.info(

@@ -2,8 +2,8 @@
 
 A bar is useless in a log file or a CI job (it becomes thousands of carriage returns), and log
 lines scroll past the useful part on a terminal; so the choice follows ``isatty()``. The bar counts
-audio hours, not files, because one long recording takes as long as a hundred short ones and the
-ETA should know it; the files count rides along in its postfix.
+audio (minutes, or hours for a big batch), not files, because one long recording takes as long as
+a hundred short ones and the ETA should know it; the files count rides along in its postfix.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class LogProgress:
 
 
 class BarProgress:
-    """A tqdm bar in audio hours, with files done and failed in its postfix."""
+    """A tqdm bar in audio minutes or hours, with files done and failed in its postfix."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
@@ -66,18 +66,20 @@ class BarProgress:
         self._files = 0
         self._done = 0
         self._failed = 0
+        self._scale = 3600.0
         self._logs = contextlib.ExitStack()
 
     def begin(self, files: int, audio_seconds: float) -> None:
         self._files = files
+        self._scale, unit = (3600.0, "h") if audio_seconds >= 7200 else (60.0, "min")
         self._logs.enter_context(logging_redirect_tqdm())  # log lines above the bar, not through it
         self._bar = tqdm(
-            total=round(audio_seconds / 3600, 3),
-            unit="h",
-            unit_scale=False,
+            total=round(audio_seconds / self._scale, 3),
             file=self._stream,
             dynamic_ncols=True,
-            bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]{postfix}",
+            bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} "
+            + unit
+            + " audio [{elapsed}<{remaining}]{postfix}",
         )
         self._postfix()
 
@@ -88,7 +90,7 @@ class BarProgress:
             self._failed += 1
             logger.warning("FAILED %s (%s)", rel, detail)
         if self._bar is not None:
-            self._bar.update(round(audio_seconds / 3600, 6))
+            self._bar.update(round(audio_seconds / self._scale, 6))
             self._postfix()
 
     def end(self) -> None:
