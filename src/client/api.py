@@ -233,15 +233,7 @@ class RunPodClient:
         Works after ``interrupt()``; each cancel is tried a few times, without interruptible
         waits, so that a second Ctrl-C is not needed for the cleanup to finish.
         """
-        cancelled = []
-        for job_id in self.started_jobs():
-            try:
-                self.cancel(job_id, attempts=_CANCEL_ATTEMPTS, interruptible=False)
-            except ClientError as e:
-                logger.warning("could not cancel job %s: %s", job_id, e)
-            else:
-                cancelled.append(job_id)
-        return cancelled
+        return [job_id for job_id in self.started_jobs() if self._cancel_quietly(job_id)]
 
     # -- the API -----------------------------------------------------------------------------
 
@@ -508,11 +500,14 @@ class RunPodClient:
         else:
             time.sleep(seconds)
 
-    def _cancel_quietly(self, job_id: str) -> None:
+    def _cancel_quietly(self, job_id: str) -> bool:
+        """Cancel, best effort: a few tries, no interruptible waits, failures only logged."""
         try:
             self.cancel(job_id, attempts=_CANCEL_ATTEMPTS, interruptible=False)
         except ClientError as e:
             logger.warning("could not cancel job %s: %s", job_id, e)
+            return False
+        return True
 
     def _track(self, job_id: str) -> None:
         with self._lock:

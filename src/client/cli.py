@@ -60,13 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     options = {**_options(args), "output_format": worker_output_format([args.format])}
     validate_options(options)  # before the client exists, so a typo needs no key or network
-    source: str | Path = args.source if "://" in args.source else Path(args.source)
     with _client(args) as client, ThreadPoolExecutor(1) as pool:
         # the job runs in a thread so that Ctrl-C, which only the main thread sees, can cancel it
         future = pool.submit(
             transcribe,
             client,
-            source,
+            args.source,  # a URL, or a local path
             options,
             sync=args.sync,
             timeout=args.timeout,

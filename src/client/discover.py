@@ -69,7 +69,10 @@ def discover(
             continue
         if known and not info.has_audio:
             logger.warning("%s: no readable audio stream; it will be reported as failed", path)
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:  # removed while the folder was being probed
+            continue
         found.append(
             MediaFile(
                 path=path,

@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.client.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 30.0
@@ -39,7 +41,7 @@ def probe(path: Path, *, ffprobe: str = "ffprobe", timeout: float = PROBE_TIMEOU
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise RuntimeError(f"{ffprobe!r} not found: install ffmpeg (it provides ffprobe)") from None
+        raise ConfigError(f"{ffprobe!r} not found: install ffmpeg (it provides ffprobe)") from None
     except subprocess.TimeoutExpired:
         logger.warning("ffprobe took over %.0f s on %s; treated as not audio", timeout, path)
         return MediaInfo(has_audio=False, duration=None)
