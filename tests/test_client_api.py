@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from src.client.api import EXPIRED, RunPodClient, redact_url
+from src.audio.source import redact_url
+from src.client.api import EXPIRED, RunPodClient
 from src.client.errors import (
     AuthError,
     ConfigError,
@@ -504,3 +505,15 @@ def test_e2e_ctrl_c_cancels_the_started_job(
     assert proc.returncode == 130, err.decode()
     assert status is not None and status["status"] == "CANCELLED"
     assert job_id in err.decode()
+
+
+def test_the_client_never_imports_the_model() -> None:
+    code = (
+        "import sys, src.client, src.client.cli, src.client.local_endpoint\n"
+        "heavy = {'faster_whisper', 'ctranslate2', 'torch', 'whisper', 'handler'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

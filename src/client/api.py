@@ -46,6 +46,7 @@ from typing import Any
 
 import httpx
 
+from src.audio.source import redact_url  # the one form of a URL allowed in logs
 from src.client.errors import (
     AuthError,
     ClientError,
@@ -132,15 +133,6 @@ def encode_body(
     if policy is not None and policy.to_json():
         body["policy"] = policy.to_json()
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def redact_url(url: str) -> str:
-    """A URL fit for logs and messages: scheme, host and path; no credentials, query or fragment."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class RunPodClient:
