@@ -6,17 +6,19 @@ worker at start-up with a message naming the variable, rather than failing the f
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from src.engines.base import EngineName
 
 Device = Literal["auto", "cuda", "cpu"]
 ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 DEVICES: tuple[str, ...] = get_args(Device)
+T = TypeVar("T", int, float)
 
 #: the model used when ``WHISPER_MODEL`` is not set: multilingual, and installable offline
 DEFAULT_MODEL = "base"
@@ -78,30 +80,27 @@ class Settings:
         )
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: T, kind: Callable[[str], T]) -> T:
+    """A number from the environment, ``default`` when unset: ints >= 0, floats > 0 and finite."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    expected = "a whole number >= 0" if kind is int else "a number > 0"
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a whole number") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r}: expected a number >= 0")
+        raise ValueError(f"{name}={raw!r}: expected {expected}") from None
+    if value < 0 or (kind is float and not 0 < value < math.inf):
+        raise ValueError(f"{name}={raw!r}: expected {expected}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a number") from None
-    if not value > 0:
-        raise ValueError(f"{name}={raw!r}: expected a number > 0")
-    return value
+    return _number(env, name, default, float)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
