@@ -1,0 +1,1 @@
+"""Model files: locating, baking and converting Whisper weights."""
