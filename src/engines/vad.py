@@ -1,0 +1,42 @@
+"""Where the speech is: Silero VAD as bundled with faster-whisper, shared by both engines.
+
+Why one module: faster-whisper runs this VAD internally; openai-whisper has none. Calling the
+very same detector for openai-whisper means ``vad_filter`` keeps the same stretches of audio
+whichever engine a worker runs, so results differ only by decoder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from src.engines.base import VadParameters
+
+#: Silero VAD's 512-sample window and its ONNX graph are built for 16 kHz only
+SAMPLE_RATE = 16000
+
+
+def speech_regions(
+    audio: np.ndarray, vad: VadParameters, sample_rate: int = SAMPLE_RATE
+) -> list[tuple[float, float]]:
+    """Speech regions of ``audio`` as sorted, non-overlapping ``(start, end)`` seconds.
+
+    ``audio`` is mono float32 at 16 kHz (the worker's decoded array). Times are on the audio's
+    own timeline, padded by ``vad.speech_pad_ms`` as faster-whisper pads them. Raises
+    ``ValueError`` for another sample rate, which the model would silently misjudge.
+    """
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(f"Silero VAD needs {SAMPLE_RATE} Hz audio, not {sample_rate} Hz")
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio (1-D array), got shape {audio.shape}")
+    if audio.size == 0:
+        return []
+    options = VadOptions(
+        threshold=vad.threshold,
+        min_silence_duration_ms=vad.min_silence_duration_ms,
+        speech_pad_ms=vad.speech_pad_ms,
+    )
+    chunks = get_speech_timestamps(
+        np.ascontiguousarray(audio, dtype=np.float32), options, sampling_rate=sample_rate
+    )
+    return [(chunk["start"] / sample_rate, chunk["end"] / sample_rate) for chunk in chunks]
