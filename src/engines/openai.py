@@ -5,8 +5,9 @@ The model is loaded once in ``__init__`` from a local checkpoint (see
 maps the engine-neutral ``DecodeOptions`` onto ``whisper.transcribe``'s arguments so that a job
 means the same thing on either engine:
 
-- VAD: the shared Silero VAD (``vad.py``) finds speech, and its regions go to openai-whisper as
-  ``clip_timestamps``, so only speech is decoded and timestamps stay on the original timeline.
+- VAD: the shared Silero VAD (``vad.py``) finds speech; its regions, joined while they fit one
+  30 s window (``decode_clips``), go to openai-whisper as ``clip_timestamps``, so silence
+  outside them is never decoded and timestamps stay on the original timeline.
 - Language: detected on the first 30 s of *speech* (as faster-whisper does after its VAD), not
   on what may be 30 s of leading silence.
 - ``beam_size`` 1 is greedy decoding, as in CTranslate2; ``length_penalty`` 1 is plain length
@@ -143,11 +144,17 @@ class OpenAIWhisperEngine:
             get_tokenizer(self._model.is_multilingual, num_languages=self._model.num_languages)
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
-        """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure."""
+        """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure.
+
+        Audio with no speech (VAD on) or no samples gives an empty transcript without running
+        the model; its language is the given one, else "en" with probability 0 on a
+        multilingual model (nothing was detected) and 1 on an English-only one.
+        Raises ``UnsupportedOption`` for what this model or openai-whisper cannot honour.
+        """
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise ModelError(f"expected mono audio (1-D array), got shape {audio.shape}")
-        if not audio.flags.writeable:  # torch.from_numpy refuses read-only memory quietly
+        if not audio.flags.writeable:  # torch.from_numpy warns on read-only memory
             audio = audio.copy()
         self._check_options(options)
         duration = len(audio) / SAMPLE_RATE
@@ -157,10 +164,10 @@ class OpenAIWhisperEngine:
         if options.vad_filter:
             regions = speech_regions(audio, options.vad, SAMPLE_RATE)
             clips = decode_clips(regions, len(audio))
-            if not clips:
-                logger.info("VAD found no speech in %.1f s of audio", duration)
-                language, probability = self._known_language(options)
-                return Transcript("", language or "en", probability, duration, ())
+        if audio.size == 0 or clips == []:
+            logger.info("no speech in %.1f s of audio: nothing to decode", duration)
+            language, probability = self._known_language(options)
+            return Transcript("", language or "en", probability, duration, ())
 
         with self._lock, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -284,14 +291,14 @@ def whisper_arguments(
 
 
 def _segments(
-    raw: list[dict[str, Any]], regions: list[tuple[float, float]] | None, duration: float
+    raw: list[dict[str, Any]], clips: list[tuple[float, float]] | None, duration: float
 ) -> tuple[Segment, ...]:
     """Frozen records from openai-whisper's segment dicts.
 
     Segments openai-whisper blanked (no text, or zero length) are dropped, as faster-whisper
-    drops them. Times are clamped to the audio and, with VAD, to the speech region the segment
-    was decoded from: openai-whisper pads a clip to 30 s, and a timestamp the model places in
-    that padding lies past the audio it actually heard.
+    drops them. Times are clamped to the audio and, with VAD, to the clip the segment was
+    decoded from: openai-whisper pads a clip to 30 s, and a timestamp the model places in that
+    padding lies past the audio it actually heard.
     """
     segments: list[Segment] = []
     for item in raw:
@@ -299,9 +306,9 @@ def _segments(
         if not text.strip():
             continue
         low, high = 0.0, duration
-        if regions:
+        if clips:
             seek_time = float(item["seek"]) / FRAMES_PER_SECOND
-            low, high = _region_of(seek_time, regions)
+            low, high = _clip_of(seek_time, clips)
             low, high = max(low, 0.0), min(high, duration)
 
         def clamp(t: Any, low: float = low, high: float = high) -> float:
@@ -363,12 +370,12 @@ def decode_clips(regions: list[tuple[float, float]], num_samples: int) -> list[t
     return [(first / FRAMES_PER_SECOND, last / FRAMES_PER_SECOND) for first, last in clips]
 
 
-def _region_of(time: float, regions: list[tuple[float, float]]) -> tuple[float, float]:
-    """The speech region holding ``time`` (a decode window's start), else the nearest before."""
-    chosen = regions[0]
-    for region in regions:
-        if region[0] <= time + 0.01:  # seek is rounded to 10 ms frames
-            chosen = region
+def _clip_of(time: float, clips: list[tuple[float, float]]) -> tuple[float, float]:
+    """The clip holding ``time`` (a decode window's start), else the nearest one before it."""
+    chosen = clips[0]
+    for clip in clips:
+        if clip[0] <= time + 0.5 / FRAMES_PER_SECOND:  # seek counts whole 10 ms frames
+            chosen = clip
         else:
             break
     return chosen

@@ -88,10 +88,10 @@ class _Reader:
 
     def array(self, dtype_id: int, shape: tuple[int, ...], num_bytes: int, what: str) -> np.ndarray:
         """A read-only view of the next ``num_bytes`` (no copy: pages load on first touch)."""
-        dtype = _NUMPY_DTYPES.get(dtype_id)
-        if dtype is None and dtype_id != _BFLOAT16:
+        dtype = np.dtype("<u2") if dtype_id == _BFLOAT16 else _NUMPY_DTYPES.get(dtype_id)
+        if dtype is None:
             raise ModelError(f"{self.name}: {what} has unknown dtype id {dtype_id}")
-        itemsize = 2 if dtype_id == _BFLOAT16 else dtype.itemsize  # type: ignore[union-attr]
+        itemsize = dtype.itemsize
         count = int(np.prod(shape, dtype=np.int64))
         if count * itemsize != num_bytes:
             raise ModelError(
@@ -100,7 +100,7 @@ class _Reader:
         self._need(num_bytes, what)
         if dtype_id == _BFLOAT16:
             # numpy has no bfloat16; its bits are the top half of a float32, so widening is exact
-            halves = np.frombuffer(self.buffer, dtype="<u2", count=count, offset=self.offset)
+            halves = np.frombuffer(self.buffer, dtype=dtype, count=count, offset=self.offset)
             values = (halves.astype(np.uint32) << 16).view(np.float32).reshape(shape)
         else:
             values = np.frombuffer(self.buffer, dtype=dtype, count=count, offset=self.offset)
