@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import base64
 import glob
+import http.server
 import io
+import logging
 import os
+import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -15,6 +21,9 @@ import pytest
 import srt
 import webvtt
 
+from src.config import Settings
+from src.processor import WhisperProcessor
+from src.request import parse_request
 from tests.conftest import Clip, b64_file, load_waveform, wav_bytes, wer
 
 JOB_TEMP_GLOB = os.path.join(tempfile.gettempdir(), "whisper-job-*")
@@ -218,3 +227,61 @@ def test_model_failure_is_reported_and_the_next_job_works(
     assert set(out) == {"error"} and "transcription failed" in out["error"]
     assert "Traceback" not in out["error"]
     assert wer(jfk.text, run(handler_module, job)["transcription"]["text"]) <= 0.05
+
+
+@pytest.fixture
+def audio_server(jfk: Clip) -> Iterator[str]:
+    """A local HTTP server that serves the JFK clip at any path."""
+    body = jfk.path.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/flac")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_url_job_from_a_local_server(
+    handler_module: ModuleType, audio_server: str, jfk: Clip, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A URL job end to end; private hosts allowed only because this processor says so."""
+    settings = Settings.from_env({"WHISPER_MODEL": "tiny.en", "ALLOW_PRIVATE_URLS": "true"})
+    processor = WhisperProcessor(handler_module.get_processor().engine, settings)
+    url = f"{audio_server}/talks/jfk.flac?X-Amz-Signature=s3cret-token"
+    job = parse_request({"audio": {"url": url}, "options": {"output_format": "srt"}})
+    with caplog.at_level(logging.DEBUG):
+        result = processor.process(job.request, job_id="url-job")
+    assert wer(jfk.text, result.transcript.text) <= 0.05
+    assert result.timings.download > 0
+    assert "s3cret-token" not in caplog.text
+    assert "ask not what your country" not in caplog.text.lower()
+    # The handler's own processor keeps the default: the same URL is refused.
+    refused = run(handler_module, {"audio": {"url": url}})
+    assert "audio.url" in refused["error"] and "s3cret" not in refused["error"]
+
+
+def test_plucked_melody_gives_no_text(handler_module: ModuleType, tmp_path: Path) -> None:
+    """Music alone (a plucked arpeggio made with sox) must not turn into invented words."""
+    melody = tmp_path / "melody.wav"
+    notes = [["synth", "0.4", "pluck", note] for note in ("C4", "E4", "G4", "C5")]
+    chain = [arg for i, n in enumerate(notes) for arg in ([":"] if i else []) + n]
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(melody), *chain, "repeat", "12"],
+        check=True,
+        capture_output=True,
+    )
+    out = run(handler_module, {"audio": {"base64": b64_file(melody)}})
+    assert out["transcription"]["duration"] > 5
+    assert out["transcription"]["text"] == ""

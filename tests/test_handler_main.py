@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
-from tests.conftest import REPO_ROOT, Clip, wer
+import httpx
+
+from tests.conftest import REPO_ROOT, Clip, b64_file, wer
 
 
 def run_handler(*args: str, model: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,6 +40,43 @@ def test_test_input_json_runs_on_the_default_model(jfk: Clip) -> None:
     assert "'model': 'base'" in result_line
     text = result_line.split("'text': ", 1)[1].split("', '", 1)[0].strip("'\"")
     assert wer(jfk.text, text) <= 0.1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_rp_serve_api_answers_runsync(jfk: Clip) -> None:
+    """``--rp_serve_api``: RunPod's local test server around the real handler."""
+    port = free_port()
+    env = {**os.environ, "WHISPER_MODEL": "tiny.en"}
+    args = ["--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(port)]
+    server = subprocess.Popen(
+        [sys.executable, "handler.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        job = {"input": {"audio": {"base64": b64_file(jfk.path)}, "options": {"language": "en"}}}
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                reply = httpx.post(f"http://127.0.0.1:{port}/runsync", json=job, timeout=60)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        body = reply.json()
+        assert reply.status_code == 200 and body["status"] == "COMPLETED", body
+        assert wer(jfk.text, body["output"]["transcription"]["text"]) <= 0.05
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_bad_job_fails_with_a_clear_error() -> None:
