@@ -30,10 +30,14 @@ from pydantic import (
 
 from src.engines.base import DecodeOptions, Task, VadParameters
 from src.errors import InvalidRequest
+from src.formats import CueLayout
 from src.languages import LANGUAGES
 
 OutputFormat = Literal["all", "text", "json", "srt", "vtt"]
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+
+#: what a job asks for: the engine tasks, or only the language of the audio
+JobTask = Literal["transcribe", "translate", "detect_language"]
 
 #: the official worker's ``transcription`` / ``translation`` formats
 CompatFormat = Literal["plain_text", "formatted_text", "srt", "vtt"]
@@ -41,6 +45,8 @@ CompatFormat = Literal["plain_text", "formatted_text", "srt", "vtt"]
 MAX_PROMPT_CHARS = 2000
 MAX_VOCABULARY_ENTRIES = 500
 MAX_TERM_CHARS = 100
+#: most files one job may carry in ``audios``
+MAX_FILES = 20
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
@@ -69,6 +75,29 @@ class AudioInput(BaseModel):
         return url
 
 
+class NamedAudio(AudioInput):
+    """One file of a several-files job: the audio and a name that labels its result."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class SubtitleLayout(BaseModel):
+    """How SRT/VTT cues are cut from word timings so that people can read them."""
+
+    model_config = _STRICT
+
+    max_chars_per_line: Annotated[int, Field(ge=10, le=200)] = 42
+    max_lines_per_cue: Annotated[int, Field(ge=1, le=4)] = 2
+    max_cue_duration: Annotated[float, Field(ge=0.5, le=30.0)] = 6.0
+
+    def layout(self) -> CueLayout:
+        return CueLayout(
+            max_chars_per_line=self.max_chars_per_line,
+            max_lines_per_cue=self.max_lines_per_cue,
+            max_cue_duration=self.max_cue_duration,
+        )
+
+
 class VadOptions(BaseModel):
     """Voice-activity-detection tuning; see ``VadParameters``."""
 
@@ -84,8 +113,10 @@ class TranscribeOptions(BaseModel):
 
     model_config = _STRICT
 
-    task: Task = "transcribe"
+    task: JobTask = "transcribe"
     language: str | None = None
+    #: with task "detect_language": how many of the most likely languages to return
+    top_languages: Annotated[int, Field(ge=1, le=100)] = 5
     temperature: Probability | Annotated[list[Probability], Field(min_length=1, max_length=10)] = (
         0.0
     )
@@ -105,6 +136,12 @@ class TranscribeOptions(BaseModel):
     output_format: OutputFormat = "all"
     custom_vocabulary: dict[str, str] | None = None
     denoise: bool = False
+    #: cut SRT/VTT cues from word timings with these limits (implies word timestamps)
+    subtitles: SubtitleLayout | None = None
+    #: label each segment and word with a speaker
+    diarize: bool = False
+    num_speakers: Annotated[int, Field(ge=1, le=20)] | None = None
+    max_speakers: Annotated[int, Field(ge=1, le=20)] = 8
 
     @field_validator("language", mode="before")
     @classmethod
@@ -150,8 +187,10 @@ class TranscribeOptions(BaseModel):
         )
 
     def decode_options(self) -> DecodeOptions:
+        """What the engine needs; word timings also when subtitles or speakers need them."""
+        task: Task = "translate" if self.task == "translate" else "transcribe"
         return DecodeOptions(
-            task=self.task,
+            task=task,
             language=self.language,
             temperatures=self.temperatures(),
             beam_size=self.beam_size,
@@ -163,7 +202,7 @@ class TranscribeOptions(BaseModel):
             no_speech_threshold=self.no_speech_threshold,
             condition_on_previous_text=self.condition_on_previous_text,
             initial_prompt=self.initial_prompt,
-            word_timestamps=self.word_timestamps,
+            word_timestamps=self.word_timestamps or self.subtitles is not None or self.diarize,
             vad_filter=self.vad_filter,
             vad=VadParameters(
                 threshold=self.vad_parameters.threshold,
@@ -184,12 +223,23 @@ class CompatOutput(BaseModel):
 
 
 class TranscriptionRequest(BaseModel):
-    """One job, native shape."""
+    """One job, native shape: one file in ``audio``, or several in ``audios``."""
 
     model_config = _STRICT
 
-    audio: AudioInput
+    audio: AudioInput | None = None
+    audios: Annotated[list[NamedAudio], Field(min_length=1, max_length=MAX_FILES)] | None = None
     options: TranscribeOptions = TranscribeOptions()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TranscriptionRequest:
+        if (self.audio is None) == (self.audios is None):
+            raise ValueError("give exactly one of 'audio' (one file) or 'audios' (a list)")
+        if self.audios is not None:
+            names = [a.name for a in self.audios]
+            if len(set(names)) != len(names):
+                raise ValueError("audios: every name must be unique")
+        return self
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,18 @@ import srt
 import webvtt
 
 from src.engines.base import Segment, Word
-from src.formats import cues, format_timestamp, segment_dict, to_lines, to_srt, to_text, to_vtt
+from src.formats import (
+    CueLayout,
+    cues,
+    format_timestamp,
+    segment_dict,
+    to_lines,
+    to_srt,
+    to_text,
+    to_vtt,
+    word_cues,
+    wrap_words,
+)
 
 
 def seg(
@@ -98,3 +109,57 @@ def test_segment_dict_words_only_when_present() -> None:
     assert segment_dict(with_words)["words"] == [
         {"start": 0.1, "end": 0.4, "word": " Hi", "probability": 0.9}
     ]
+
+
+def words_of(text: str, start: float = 0.0, step: float = 0.3) -> tuple[Word, ...]:
+    return tuple(
+        Word(start + i * step, start + i * step + 0.25, f" {w}", 0.9)
+        for i, w in enumerate(text.split())
+    )
+
+
+LONG = (
+    "Four score and seven years ago our fathers brought forth on this continent a new nation. "
+    "Conceived in liberty and dedicated to the proposition that all men are created equal."
+)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [CueLayout(), CueLayout(max_chars_per_line=20, max_lines_per_cue=1, max_cue_duration=2.0)],
+)
+def test_word_cues_respect_the_layout(layout: CueLayout) -> None:
+    words = words_of(LONG)
+    segments = (seg(0, 0.0, words[-1].end, " " + LONG, words=words),)
+    subtitles = list(srt.parse(to_srt(segments, duration=30.0, layout=layout)))
+    assert len(subtitles) > 1
+    for sub in subtitles:
+        lines = sub.content.split("\n")
+        assert len(lines) <= layout.max_lines_per_cue
+        assert all(len(line) <= layout.max_chars_per_line for line in lines)
+        assert (sub.end - sub.start).total_seconds() <= layout.max_cue_duration
+    # Every word is kept, in order.
+    assert " ".join(s.content.replace("\n", " ") for s in subtitles) == LONG
+    captions = webvtt.from_buffer(io.StringIO(to_vtt(segments, 30.0, layout))).captions
+    assert [c.text for c in captions] == [s.content for s in subtitles]
+
+
+def test_word_cues_break_at_pauses_and_sentence_ends() -> None:
+    first = words_of("Hello there my friend, this is the first sentence here.")
+    second = words_of("After a long pause.", start=first[-1].end + 3.0)
+    segments = (seg(0, 0.0, second[-1].end, " x", words=first + second),)
+    out = word_cues(segments, CueLayout(max_chars_per_line=42))
+    assert [c.text.replace("\n", " ") for c in out] == [
+        "Hello there my friend, this is the first sentence here.",
+        "After a long pause.",
+    ]
+
+
+def test_wrap_words() -> None:
+    assert wrap_words([" one", " two", " three"], 9) == ["one two", "three"]
+    assert wrap_words([" supercalifragilistic", " x"], 5) == ["supercalifragilistic", "x"]
+    assert wrap_words(["日本", "語の", "文"], 4) == ["日本語の", "文"]
+
+
+def test_word_cues_fall_back_to_segments_without_words() -> None:
+    assert word_cues(SEGMENTS, CueLayout(), 3662.5) == cues(SEGMENTS, 3662.5)

@@ -84,7 +84,7 @@ def test_decode_options_carry_every_field() -> None:
         ({"audio": {"url": "file:///etc/passwd"}}, "audio.url", "http"),
         ({"audio": {"url": "https://x", "base64": "AA"}}, "audio", "exactly one"),
         ({"audio": {}}, "audio", "exactly one"),
-        ({}, "audio", "required"),
+        ({}, "audio", "exactly one"),
         ({"audio": B64, "options": {"custom_vocabulary": {"": "x"}}}, "custom_vocabulary", ""),
         ({"audio": B64, "options": {"initial_prompt": "x" * 5000}}, "initial_prompt", "at most"),
         ({"audio": "https://x/a.wav", "transcription": "docx"}, "transcription", "plain_text"),
