@@ -185,11 +185,18 @@ def to_lines(segments: Sequence[Segment]) -> str:
     return "\n".join(t for s in segments if (t := s.text.strip()))
 
 
+def _without_unset_speaker(data: dict[str, Any]) -> dict[str, Any]:
+    if data.get("speaker") is None:
+        data.pop("speaker", None)
+    return data
+
+
 def segment_dict(segment: Segment) -> dict[str, Any]:
-    """A segment as JSON-ready data; ``words`` only when word timestamps were asked for."""
-    data = asdict(segment)
+    """A segment as JSON-ready data; ``words`` only with word timestamps, ``speaker`` only when
+    diarized."""
+    data = _without_unset_speaker(asdict(segment))
     if segment.words is None:
         del data["words"]
     else:
-        data["words"] = [asdict(w) for w in segment.words]
+        data["words"] = [_without_unset_speaker(asdict(w)) for w in segment.words]
     return data

@@ -7,6 +7,7 @@ float32, the same array for every engine) and engine-neutral ``DecodeOptions``, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -22,6 +23,8 @@ class Word:
     end: float
     word: str
     probability: float
+    #: set by diarization ("SPEAKER_1", ...); None when not asked for
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Segment:
     compression_ratio: float
     temperature: float | None = None
     words: tuple[Word, ...] | None = None
+    #: set by diarization ("SPEAKER_1", ...); None when not asked for
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,35 @@ class ModelInfo:
     multilingual: bool
 
 
+#: called with each segment as soon as the engine has decoded it (streaming, progress)
+SegmentCallback = Callable[[Segment], None]
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    language: str
+    probability: float
+
+
 class Engine(Protocol):
     """A loaded Whisper model that turns a waveform into a ``Transcript``."""
 
     @property
     def info(self) -> ModelInfo: ...
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
-        """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure."""
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
+        """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure.
+
+        ``on_segment`` sees every segment of the result, in order, as early as the engine can
+        give it (faster-whisper: as each is decoded; openai-whisper: at the end).
+        """
+        ...
+
+    def detect_language(self, audio: np.ndarray, vad: VadParameters | None) -> list[LanguageGuess]:
+        """Every language's probability, most likely first, from the first 30 s of speech."""
         ...
