@@ -13,16 +13,17 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 import traceback
 from typing import Any
 
 # The RunPod SDK logs every job's whole output (the transcript) at DEBUG, and DEBUG is its
-# default. Transcripts must never reach logs, so the worker's default is INFO.
+# default. Transcripts must never reach logs, so the worker's default is INFO; main() also drops
+# the SDK's DEBUG lines when someone sets RUNPOD_LOG_LEVEL=DEBUG (src/logging_setup.py).
 os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
 from src.config import Settings
 from src.errors import WorkerError
+from src.logging_setup import configure_logging, quiet_runpod_sdk
 from src.processor import WhisperProcessor
 from src.request import parse_request
 from src.response import build_response
@@ -62,11 +63,8 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     import runpod
 
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    quiet_runpod_sdk()
     get_processor()  # load the model before taking jobs, not inside the first one
     runpod.serverless.start({"handler": handler})
 

@@ -35,6 +35,9 @@ class DownloadLimits:
     read_timeout: float = 30.0
     max_redirects: int = 5
     allow_private: bool = False
+    #: overall wall-clock limit of one download, redirects included: per-read timeouts alone
+    #: let a server that drips a byte now and then hold a worker for hours
+    total_timeout: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Settings:
             read_timeout=_float(env, "DOWNLOAD_READ_TIMEOUT", DownloadLimits.read_timeout),
             max_redirects=_int(env, "DOWNLOAD_MAX_REDIRECTS", DownloadLimits.max_redirects),
             allow_private=_bool(env, "ALLOW_PRIVATE_URLS", False),
+            total_timeout=_float(env, "DOWNLOAD_TOTAL_TIMEOUT", DownloadLimits.total_timeout),
         )
         return cls(
             engine=engine,  # type: ignore[arg-type]

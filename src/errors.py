@@ -12,10 +12,14 @@ traceback, audio, transcript text or a URL's query string.
     │   │   └── BlockedAddress     the URL (or a redirect) points at a forbidden address
     │   └── DecodeError            the bytes are not decodable audio (empty, corrupt, no stream)
     └── ModelError                 the model failed while transcribing or could not be loaded
+        └── OutOfMemory            the accelerator (or host) ran out of memory during a decode
 
 ``BlockedAddress`` subclasses ``DownloadError`` (and so ``AudioError``) because, for the caller,
 a refused address is one more reason a URL cannot be fetched; tests and logs can still tell it
 apart.
+
+``OutOfMemory`` is raised by an engine when its runtime reports exhausted memory; the processor
+retries such a job once with lighter settings (beam size 1) before reporting it.
 """
 
 from __future__ import annotations
@@ -68,3 +72,34 @@ class ModelError(WorkerError):
     """The model could not be loaded or failed while transcribing."""
 
     kind = "model_error"
+
+
+class OutOfMemory(ModelError):
+    """The engine ran out of (accelerator) memory while transcribing; retried once, lighter."""
+
+    kind = "out_of_memory"
+
+
+#: how the runtimes word it: CTranslate2 ("CUDA failed with error out of memory"), torch
+#: ("CUDA out of memory. Tried to allocate ..."), cuBLAS/cuDNN ("CUBLAS_STATUS_ALLOC_FAILED")
+_OOM_MARKERS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
+
+
+def is_out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error`` (or an exception it was raised from) is an out-of-memory failure.
+
+    torch raises ``torch.cuda.OutOfMemoryError`` (a ``RuntimeError``); CTranslate2 raises a
+    plain ``RuntimeError`` whose message says "out of memory". The type is matched by name so
+    that torch need not be imported to ask.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OutOfMemory) or type(error).__name__ == "OutOfMemoryError":
+            return True
+        if isinstance(error, RuntimeError) and any(
+            marker in str(error).lower() for marker in _OOM_MARKERS
+        ):
+            return True
+        error = error.__cause__
+    return False

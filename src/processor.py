@@ -4,11 +4,17 @@ The engine is loaded once per process (``from_settings``) and warmed up with a s
 the first real job pays no lazy initialisation. Each job gets its own temporary directory, gone
 when the job ends however it ends; the audio is decoded once and the same array goes to the
 engine (twice for a compat job that also asks for a translation).
+
+Work is bounded twice over: a container that declares more than ``max_audio_seconds`` is refused
+before decoding, and the decode itself stops once that much audio has come out (metadata can
+lie). A decode that runs out of accelerator memory is retried once with beam size 1.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 import tempfile
 import threading
 import time
@@ -17,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from src.audio.decode import SAMPLE_RATE, decode_audio
+from src.audio.decode import SAMPLE_RATE, decode_audio, probe_duration
 from src.audio.source import fetch_audio
 from src.config import Settings
 from src.engines.base import DecodeOptions, Engine, ModelInfo, Transcript
-from src.errors import AudioError, UnsupportedOption
+from src.errors import AudioError, ModelError, OutOfMemory, UnsupportedOption, is_out_of_memory
 from src.request import TranscribeOptions, TranscriptionRequest
 from src.vocabulary import Vocabulary
 
@@ -112,17 +118,20 @@ class WhisperProcessor:
         with tempfile.TemporaryDirectory(prefix="whisper-job-") as workdir:
             path = fetch_audio(request.audio, Path(workdir), self.settings.download)
             downloaded = time.perf_counter()
-            audio = decode_audio(path, denoise=options.denoise)
+            self._check_declared_duration(path)
+            audio = decode_audio(
+                path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
+            )
         decoded = time.perf_counter()
         self._check_duration(audio)
 
         decode_options = options.decode_options()
         with self._lock:
-            transcript = self.engine.transcribe(audio, decode_options)
+            transcript = self._transcribe(audio, decode_options, job_id)
             translation = None
             if also_translate:
-                translation = self.engine.transcribe(
-                    audio, replace(decode_options, task="translate")
+                translation = self._transcribe(
+                    audio, replace(decode_options, task="translate"), job_id
                 )
         if options.custom_vocabulary:
             vocabulary = Vocabulary(options.custom_vocabulary)
@@ -150,10 +159,52 @@ class WhisperProcessor:
         )
         return result
 
+    def _transcribe(self, audio: np.ndarray, options: DecodeOptions, job_id: str) -> Transcript:
+        """One engine call; on out-of-memory, free what can be freed and retry once, lighter."""
+        try:
+            return self.engine.transcribe(audio, options)
+        except ModelError as e:
+            if not is_out_of_memory(e):
+                raise
+            logger.warning(
+                "job %s: out of memory (beam_size %d, best_of %d); retrying once with 1 and 1",
+                job_id,
+                options.beam_size,
+                options.best_of,
+            )
+        release_memory()
+        try:
+            return self.engine.transcribe(audio, replace(options, beam_size=1, best_of=1))
+        except ModelError as e:
+            if not is_out_of_memory(e):
+                raise
+            release_memory()
+            raise OutOfMemory(
+                "transcription failed: the model ran out of memory, also when retried with "
+                "beam_size 1; send shorter audio or use a smaller model"
+            ) from e
+
+    def _check_declared_duration(self, path: Path) -> None:
+        """Refuse, before decoding, audio whose container already says it is too long."""
+        declared = probe_duration(path)
+        if declared is not None and declared > self.settings.max_audio_seconds:
+            raise AudioError(self._too_long(declared))
+
     def _check_duration(self, audio: np.ndarray) -> None:
         seconds = len(audio) / SAMPLE_RATE
         if seconds > self.settings.max_audio_seconds:
-            raise AudioError(
-                f"audio: {seconds:.0f} s is longer than this worker's limit of "
-                f"{self.settings.max_audio_seconds:.0f} s (MAX_AUDIO_SECONDS)"
-            )
+            raise AudioError(self._too_long(seconds))
+
+    def _too_long(self, seconds: float) -> str:
+        return (
+            f"audio: {seconds:.0f} s is longer than this worker's limit of "
+            f"{self.settings.max_audio_seconds:.0f} s (MAX_AUDIO_SECONDS)"
+        )
+
+
+def release_memory() -> None:
+    """Drop unreachable objects and, when torch is loaded, its cached CUDA blocks."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

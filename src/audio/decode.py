@@ -131,7 +131,9 @@ def _run_ffmpeg(
             if pcm is None:
                 process.kill()
                 process.wait()
-                raise AudioError(f"audio: longer than the limit of {max_seconds:g} s")
+                raise AudioError(
+                    f"audio: longer than the limit of {max_seconds:g} s (MAX_AUDIO_SECONDS)"
+                )
             returncode = process.wait()
         if returncode != 0:
             stderr.seek(0)

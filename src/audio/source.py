@@ -50,9 +50,8 @@ Resolver = Callable[[str, int], Sequence[IPAddress]]
 #: decides whether one resolved address may be connected to
 AddressCheck = Callable[[IPAddress], bool]
 
-#: overall wall-clock limit of one download, redirects included: per-read timeouts alone let a
-#: server that drips a byte now and then hold a worker for hours
-MAX_DOWNLOAD_SECONDS = 900.0
+#: the default overall wall-clock limit of one download (``DOWNLOAD_TOTAL_TIMEOUT``)
+MAX_DOWNLOAD_SECONDS = DownloadLimits.total_timeout
 
 _FIELD_URL = "audio.url"
 _FIELD_BASE64 = "audio.base64"
@@ -177,15 +176,16 @@ def download_url(
     limits: DownloadLimits,
     *,
     network: Network = DEFAULT_NETWORK,
-    total_timeout: float = MAX_DOWNLOAD_SECONDS,
+    total_timeout: float | None = None,
 ) -> Path:
     """Download ``url`` into a new file in ``dest_dir`` under the guards in the module docstring.
 
     Raises ``BlockedAddress`` for a refused address (of the URL or a redirect) and
     ``DownloadError`` for every other failure; ``DecodeError`` for an empty body.
+    ``total_timeout`` overrides ``limits.total_timeout``.
     """
     started = time.monotonic()
-    deadline = started + total_timeout
+    deadline = started + (limits.total_timeout if total_timeout is None else total_timeout)
     current = url
     first = redact_url(url)
     for hop in range(limits.max_redirects + 1):
