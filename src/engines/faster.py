@@ -16,7 +16,7 @@ from faster_whisper.transcribe import Segment as FwSegment
 from faster_whisper.vad import VadOptions
 
 from src.engines.base import DecodeOptions, ModelInfo, Segment, Transcript, Word
-from src.errors import ModelError
+from src.errors import ModelError, OutOfMemory, is_out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,10 @@ class FasterWhisperEngine:
             )
             segments = tuple(_segment(s) for s in generator)
         except Exception as e:
+            if is_out_of_memory(e):
+                raise OutOfMemory(
+                    f"transcription failed: out of memory ({type(e).__name__})"
+                ) from e
             raise ModelError(f"transcription failed: {type(e).__name__}") from e
         return Transcript(
             text="".join(s.text for s in segments).strip(),
