@@ -30,7 +30,16 @@ import whisper
 from whisper.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from whisper.tokenizer import LANGUAGES, get_tokenizer
 
-from src.engines.base import DecodeOptions, ModelInfo, Segment, Transcript, Word
+from src.engines.base import (
+    DecodeOptions,
+    LanguageGuess,
+    ModelInfo,
+    Segment,
+    SegmentCallback,
+    Transcript,
+    VadParameters,
+    Word,
+)
 from src.engines.vad import speech_regions
 from src.errors import ModelError, UnsupportedOption, WorkerError
 
@@ -143,8 +152,16 @@ class OpenAIWhisperEngine:
             warnings.simplefilter("ignore", ResourceWarning)
             get_tokenizer(self._model.is_multilingual, num_languages=self._model.num_languages)
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
         """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure.
+
+        openai-whisper decodes the whole file in one call, so ``on_segment`` sees the segments
+        only once it returns.
 
         Audio with no speech (VAD on) or no samples gives an empty transcript without running
         the model; its language is the given one, else "en" with probability 0 on a
@@ -187,6 +204,9 @@ class OpenAIWhisperEngine:
                 raise ModelError(f"transcription failed: {type(e).__name__}") from e
         for warning in caught:
             logger.warning("openai-whisper: %s: %s", warning.category.__name__, warning.message)
+        if on_segment is not None:
+            for segment in segments:
+                on_segment(segment)
 
         return Transcript(
             text="".join(s.text for s in segments).strip(),
@@ -221,10 +241,32 @@ class OpenAIWhisperEngine:
             return "en", 1.0
         return None, 0.0
 
+    def detect_language(self, audio: np.ndarray, vad: VadParameters | None) -> list[LanguageGuess]:
+        """Every language's probability, most likely first; [] when VAD finds no speech."""
+        if not self._model.is_multilingual:
+            raise UnsupportedOption("options.task: language detection needs a multilingual model")
+        audio = np.array(audio, dtype=np.float32)  # a writeable copy for torch.from_numpy
+        regions = speech_regions(audio, vad, SAMPLE_RATE) if vad is not None else None
+        if audio.size == 0 or regions == []:
+            return []
+        try:
+            with self._lock:
+                return self._language_probabilities(audio, regions)
+        except Exception as e:
+            raise ModelError(f"language detection failed: {type(e).__name__}") from e
+
     def _detect_language(
         self, audio: np.ndarray, regions: list[tuple[float, float]] | None
     ) -> tuple[str, float]:
         """Most probable language of the first 30 s of speech, and its probability."""
+        best = self._language_probabilities(audio, regions)[0]
+        logger.info("detected language %s (p=%.2f)", best.language, best.probability)
+        return best.language, best.probability
+
+    def _language_probabilities(
+        self, audio: np.ndarray, regions: list[tuple[float, float]] | None
+    ) -> list[LanguageGuess]:
+        """The model's language distribution over the first 30 s of speech, most likely first."""
         if regions:
             pieces, total = [], 0
             for start, end in regions:
@@ -243,9 +285,8 @@ class OpenAIWhisperEngine:
         mel = mel.to(torch.float16 if self._fp16 else torch.float32)
         _, probs = self._model.detect_language(mel)
         assert isinstance(probs, dict)  # one mel in, one distribution out
-        language = max(probs, key=probs.__getitem__)
-        logger.info("detected language %s (p=%.2f)", language, probs[language])
-        return str(language), float(probs[language])
+        ranked = sorted(probs.items(), key=lambda item: item[1], reverse=True)
+        return [LanguageGuess(str(language), float(p)) for language, p in ranked]
 
 
 def whisper_arguments(
