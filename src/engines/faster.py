@@ -8,6 +8,8 @@ before decoding and maps every timestamp back onto the original timeline.
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,36 @@ from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
 from faster_whisper.vad import VadOptions
 
-from src.engines.base import DecodeOptions, ModelInfo, Segment, Transcript, Word
-from src.errors import ModelError, OutOfMemory, is_out_of_memory
+from src.engines.base import (
+    DecodeOptions,
+    LanguageGuess,
+    ModelInfo,
+    Segment,
+    SegmentCallback,
+    Transcript,
+    VadParameters,
+    Word,
+)
+from src.engines.batched import BatchedDecoder
+from src.engines.vad import speech_regions
+from src.errors import ModelError, OutOfMemory, UnsupportedOption, is_out_of_memory
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+#: audio longer than this (and with ``vad_filter``) is decoded in batches of VAD-cut chunks
+LONG_AUDIO_SECONDS = 60.0
+#: chunks decoded together by the batched path: on a 2-core CPU 4 and 8 measure the same
+#: (bench/README.md); a GPU keeps more windows busy
+BATCH_SIZE = {"cpu": 8, "cuda": 16}
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (the container's share, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def default_compute_type(device: str) -> str:
@@ -41,6 +67,9 @@ class FasterWhisperEngine:
         cpu_threads: int = 0,
     ) -> None:
         compute_type = compute_type or default_compute_type(device)
+        if cpu_threads == 0 and device == "cpu":
+            # CTranslate2's own default is 4 threads, which on a 2-core worker only contend
+            cpu_threads = usable_cpus()
         try:
             self._model = WhisperModel(
                 str(model_path),
@@ -61,12 +90,71 @@ class FasterWhisperEngine:
             compute_type=compute_type,
             multilingual=bool(self._model.model.is_multilingual),
         )
+        self._batched = BatchedDecoder(
+            self._model,
+            _segment,
+            self._decode_chunk,
+            batch_size=BATCH_SIZE.get(device, 8),
+        )
 
     @property
     def info(self) -> ModelInfo:
         return self._info
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+    @property
+    def batched(self) -> BatchedDecoder:
+        """The long-audio path (its ``last_stats`` tell which chunks were decoded again)."""
+        return self._batched
+
+    def uses_batched(self, audio: np.ndarray, options: DecodeOptions) -> bool:
+        """Batched decoding for long audio; it needs VAD to cut the audio into chunks."""
+        return options.vad_filter and len(audio) / SAMPLE_RATE > LONG_AUDIO_SECONDS
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
+        """Batched for long audio (``uses_batched``), else faster-whisper's sequential decoder.
+
+        ``on_segment`` sees each sequential segment as it is decoded; on the batched path it sees
+        them once every chunk is final (a chunk may still be decoded again).
+        """
+        if not self.uses_batched(audio, options):
+            return self.transcribe_sequential(audio, options, on_segment)
+        try:
+            batched, language, probability = self._batched.transcribe(audio, options)
+        except Exception as e:
+            raise _model_error(e) from e
+        segments = tuple(batched)
+        if on_segment is not None:
+            for segment in segments:
+                on_segment(segment)
+        return Transcript(
+            text="".join(s.text for s in segments).strip(),
+            language=language,
+            language_probability=probability,
+            duration=len(audio) / SAMPLE_RATE,
+            segments=segments,
+        )
+
+    def _decode_chunk(
+        self, audio: np.ndarray, options: DecodeOptions, language: str
+    ) -> list[Segment]:
+        """One chunk of a batched decode, again with the sequential decoder and no VAD."""
+        transcript = self.transcribe_sequential(
+            audio, replace(options, language=language, vad_filter=False)
+        )
+        return list(transcript.segments)
+
+    def transcribe_sequential(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
+        """faster-whisper's own sequential decoder, one 30 s window after another."""
         try:
             generator, info = self._model.transcribe(
                 audio,
@@ -84,19 +172,17 @@ class FasterWhisperEngine:
                 initial_prompt=options.initial_prompt,
                 word_timestamps=options.word_timestamps,
                 vad_filter=options.vad_filter,
-                vad_parameters=VadOptions(
-                    threshold=options.vad.threshold,
-                    min_silence_duration_ms=options.vad.min_silence_duration_ms,
-                    speech_pad_ms=options.vad.speech_pad_ms,
-                ),
+                vad_parameters=_vad_options(options.vad),
             )
-            segments = tuple(_segment(s) for s in generator)
+            decoded = []
+            for fw in generator:  # the lazy generator, consumed once
+                segment = _segment(fw)
+                decoded.append(segment)
+                if on_segment is not None:
+                    on_segment(segment)
+            segments = tuple(decoded)
         except Exception as e:
-            if is_out_of_memory(e):
-                raise OutOfMemory(
-                    f"transcription failed: out of memory ({type(e).__name__})"
-                ) from e
-            raise ModelError(f"transcription failed: {type(e).__name__}") from e
+            raise _model_error(e) from e
         return Transcript(
             text="".join(s.text for s in segments).strip(),
             language=info.language,
@@ -104,6 +190,39 @@ class FasterWhisperEngine:
             duration=len(audio) / SAMPLE_RATE,
             segments=segments,
         )
+
+    def detect_language(self, audio: np.ndarray, vad: VadParameters | None) -> list[LanguageGuess]:
+        """Every language's probability, most likely first; [] when VAD finds no speech."""
+        if not self._info.multilingual:
+            raise UnsupportedOption("options.task: language detection needs a multilingual model")
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if audio.size == 0 or (vad is not None and not speech_regions(audio, vad)):
+            return []
+        try:
+            _, _, probabilities = self._model.detect_language(
+                audio,
+                vad_filter=vad is not None,
+                vad_parameters=_vad_options(vad) if vad is not None else None,
+            )
+        except Exception as e:
+            raise _model_error(e, "language detection") from e
+        guesses = [LanguageGuess(language=lang, probability=float(p)) for lang, p in probabilities]
+        return sorted(guesses, key=lambda g: g.probability, reverse=True)
+
+
+def _vad_options(vad: VadParameters) -> VadOptions:
+    return VadOptions(
+        threshold=vad.threshold,
+        min_silence_duration_ms=vad.min_silence_duration_ms,
+        speech_pad_ms=vad.speech_pad_ms,
+    )
+
+
+def _model_error(e: Exception, what: str = "transcription") -> ModelError:
+    """Our error for a CTranslate2 failure: ``OutOfMemory`` when it ran out of memory."""
+    if is_out_of_memory(e):
+        return OutOfMemory(f"{what} failed: out of memory ({type(e).__name__})")
+    return ModelError(f"{what} failed: {type(e).__name__}")
 
 
 def _segment(s: FwSegment) -> Segment:
