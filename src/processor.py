@@ -12,12 +12,14 @@ lie). A decode that runs out of accelerator memory is retried once with beam siz
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,9 +28,17 @@ import numpy as np
 from src.audio.decode import SAMPLE_RATE, decode_audio, probe_duration
 from src.audio.source import fetch_audio
 from src.config import Settings
-from src.engines.base import DecodeOptions, Engine, ModelInfo, Transcript
+from src.engines.base import (
+    DecodeOptions,
+    Engine,
+    LanguageGuess,
+    ModelInfo,
+    Segment,
+    SegmentCallback,
+    Transcript,
+)
 from src.errors import AudioError, ModelError, OutOfMemory, UnsupportedOption, is_out_of_memory
-from src.request import TranscribeOptions, TranscriptionRequest
+from src.request import AudioInput, TranscribeOptions, TranscriptionRequest
 from src.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -47,11 +57,34 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class LoadedAudio:
+    """One file, fetched and decoded: the samples the engine gets, and what it cost."""
+
+    samples: np.ndarray
+    size_bytes: int
+    download_seconds: float
+    decode_seconds: float
+
+
+@dataclass(frozen=True)
+class LanguageResult:
+    """The answer to a ``detect_language`` job: the likeliest languages, most likely first."""
+
+    languages: tuple[LanguageGuess, ...]
+    duration: float
+    timings: Timings
+    model: ModelInfo
+    input_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class JobResult:
     transcript: Transcript
     translation: Transcript | None
     timings: Timings
     model: ModelInfo
+    #: bytes of audio fetched (downloaded or decoded from base64)
+    input_bytes: int = 0
 
     @property
     def realtime_factor(self) -> float:
@@ -108,43 +141,68 @@ class WhisperProcessor:
             )
 
     def process(
-        self, request: TranscriptionRequest, *, job_id: str = "-", also_translate: bool = False
+        self,
+        request: TranscriptionRequest,
+        *,
+        job_id: str = "-",
+        also_translate: bool = False,
+        on_segment: Callable[[Segment, float], None] | None = None,
     ) -> JobResult:
-        options = request.options
+        """A one-file request (``request.audio``); ``audios`` jobs go through ``src.jobs``."""
+        if request.audio is None:
+            raise UnsupportedOption("audio: this call takes one file; use src.jobs for 'audios'")
+        return self.process_audio(
+            request.audio,
+            request.options,
+            job_id=job_id,
+            also_translate=also_translate,
+            on_segment=on_segment,
+        )
+
+    def process_audio(
+        self,
+        source: AudioInput,
+        options: TranscribeOptions,
+        *,
+        job_id: str = "-",
+        also_translate: bool = False,
+        on_segment: Callable[[Segment, float], None] | None = None,
+        max_bytes: int | None = None,
+    ) -> JobResult:
+        """Fetch, decode and transcribe one file. ``max_bytes`` lowers the download cap (the
+        rest of a several-files job's budget). ``on_segment`` gets each segment as it is decoded
+        with the file's duration, for streaming and progress."""
         self.check_supported(options)
         if also_translate:
             self.check_supported(options.model_copy(update={"task": "translate"}))
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="whisper-job-") as workdir:
-            path = fetch_audio(request.audio, Path(workdir), self.settings.download)
-            downloaded = time.perf_counter()
-            self._check_declared_duration(path)
-            audio = decode_audio(
-                path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
-            )
-        decoded = time.perf_counter()
-        self._check_duration(audio)
-
+        loaded = self.load_audio(source, options, max_bytes=max_bytes)
         decode_options = options.decode_options()
+        duration = len(loaded.samples) / SAMPLE_RATE
+        callback: SegmentCallback | None = None
+        if on_segment is not None:
+            callback = functools.partial(_with_duration, on_segment, duration)
+        started = time.perf_counter()
         with self._lock:
-            transcript = self._transcribe(audio, decode_options, job_id)
+            transcript = self._transcribe(loaded.samples, decode_options, job_id, callback)
             translation = None
             if also_translate:
                 translation = self._transcribe(
-                    audio, replace(decode_options, task="translate"), job_id
+                    loaded.samples, replace(decode_options, task="translate"), job_id, None
                 )
         if options.custom_vocabulary:
             vocabulary = Vocabulary(options.custom_vocabulary)
             transcript = vocabulary.apply(transcript)
-        finished = time.perf_counter()
+        if options.diarize:
+            transcript = self._diarize(loaded.samples, transcript, options)
+        inference = time.perf_counter() - started
 
         timings = Timings(
-            download=downloaded - started,
-            decode=decoded - downloaded,
-            inference=finished - decoded,
-            total=finished - started,
+            download=loaded.download_seconds,
+            decode=loaded.decode_seconds,
+            inference=inference,
+            total=loaded.download_seconds + loaded.decode_seconds + inference,
         )
-        result = JobResult(transcript, translation, timings, self.info)
+        result = JobResult(transcript, translation, timings, self.info, loaded.size_bytes)
         logger.info(
             "job %s: %.1f s audio, language %s, %d segments; download %.2f s, decode %.2f s, "
             "inference %.2f s, %.1fx real time",
@@ -159,10 +217,85 @@ class WhisperProcessor:
         )
         return result
 
-    def _transcribe(self, audio: np.ndarray, options: DecodeOptions, job_id: str) -> Transcript:
-        """One engine call; on out-of-memory, free what can be freed and retry once, lighter."""
+    def detect_language(
+        self,
+        source: AudioInput,
+        options: TranscribeOptions,
+        *,
+        job_id: str = "-",
+        max_bytes: int | None = None,
+    ) -> LanguageResult:
+        """The most likely languages of one file, without transcribing it."""
+        if not self.info.multilingual:
+            raise UnsupportedOption(
+                f"options.task: 'detect_language' needs a multilingual model; the loaded model "
+                f"{self.info.model!r} is English-only"
+            )
+        loaded = self.load_audio(source, options, max_bytes=max_bytes)
+        started = time.perf_counter()
+        vad = options.decode_options().vad if options.vad_filter else None
+        with self._lock:
+            guesses = self.engine.detect_language(loaded.samples, vad)
+        if not guesses:
+            raise AudioError("audio: no speech found to detect a language from")
+        inference = time.perf_counter() - started
+        timings = Timings(
+            download=loaded.download_seconds,
+            decode=loaded.decode_seconds,
+            inference=inference,
+            total=loaded.download_seconds + loaded.decode_seconds + inference,
+        )
+        logger.info("job %s: language detection in %.2f s", job_id, inference)
+        top = tuple(guesses[: options.top_languages])
+        duration = len(loaded.samples) / SAMPLE_RATE
+        return LanguageResult(top, duration, timings, self.info, loaded.size_bytes)
+
+    def load_audio(
+        self, source: AudioInput, options: TranscribeOptions, *, max_bytes: int | None = None
+    ) -> LoadedAudio:
+        """Download (or decode base64) into a per-job temp dir, then decode once to samples."""
+        limits = self.settings.download
+        if max_bytes is not None:
+            limits = replace(limits, max_bytes=min(limits.max_bytes, max_bytes))
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="whisper-job-") as workdir:
+            path = fetch_audio(source, Path(workdir), limits)
+            size = path.stat().st_size
+            downloaded = time.perf_counter()
+            self._check_declared_duration(path)
+            samples = decode_audio(
+                path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
+            )
+        decoded = time.perf_counter()
+        self._check_duration(samples)
+        return LoadedAudio(samples, size, downloaded - started, decoded - downloaded)
+
+    def _diarize(
+        self, samples: np.ndarray, transcript: Transcript, options: TranscribeOptions
+    ) -> Transcript:
+        from src.speakers import label_speakers
+
+        return label_speakers(
+            samples,
+            transcript,
+            num_speakers=options.num_speakers,
+            max_speakers=options.max_speakers,
+        )
+
+    def _transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        job_id: str,
+        on_segment: SegmentCallback | None,
+    ) -> Transcript:
+        """One engine call; on out-of-memory, free what can be freed and retry once, lighter.
+
+        A retry after segments were already streamed would stream them twice, so the callback
+        is only given to the first attempt; the retry's result is still complete.
+        """
         try:
-            return self.engine.transcribe(audio, options)
+            return self.engine.transcribe(audio, options, on_segment)
         except ModelError as e:
             if not is_out_of_memory(e):
                 raise
@@ -200,6 +333,12 @@ class WhisperProcessor:
             f"audio: {seconds:.0f} s is longer than this worker's limit of "
             f"{self.settings.max_audio_seconds:.0f} s (MAX_AUDIO_SECONDS)"
         )
+
+
+def _with_duration(
+    callback: Callable[[Segment, float], None], duration: float, segment: Segment
+) -> None:
+    callback(segment, duration)
 
 
 def release_memory() -> None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from src.engines.base import Segment
+from src.engines.base import ModelInfo, Segment
 from src.formats import segment_dict, to_lines, to_srt, to_text, to_vtt
-from src.processor import JobResult
-from src.request import CompatFormat, CompatOutput, Job, OutputFormat
+from src.processor import JobResult, LanguageResult, Timings
+from src.request import CompatFormat, CompatOutput, TranscribeOptions
 
 _ROUND = 3
 
 
-def _native_transcription(result: JobResult, output_format: OutputFormat) -> dict[str, Any]:
+def _native_transcription(result: JobResult, options: TranscribeOptions) -> dict[str, Any]:
     t = result.transcript
+    output_format = options.output_format
+    layout = options.subtitles.layout() if options.subtitles is not None else None
     body: dict[str, Any] = {
         "text": t.text,
         "language": t.language,
@@ -28,27 +30,30 @@ def _native_transcription(result: JobResult, output_format: OutputFormat) -> dic
     if output_format in ("json", "all"):
         body["segments"] = [segment_dict(s) for s in t.segments]
     if output_format in ("srt", "all"):
-        body["srt"] = to_srt(t.segments, t.duration)
+        body["srt"] = to_srt(t.segments, t.duration, layout)
     if output_format in ("vtt", "all"):
-        body["vtt"] = to_vtt(t.segments, t.duration)
+        body["vtt"] = to_vtt(t.segments, t.duration, layout)
     return body
 
 
-def _metadata(result: JobResult) -> dict[str, Any]:
-    timings = result.timings
+def _model_metadata(model: ModelInfo, timings: Timings, duration: float) -> dict[str, Any]:
     return {
-        "engine": result.model.engine,
-        "model": result.model.model,
-        "device": result.model.device,
-        "compute_type": result.model.compute_type,
+        "engine": model.engine,
+        "model": model.model,
+        "device": model.device,
+        "compute_type": model.compute_type,
         "processing_time": round(timings.total, _ROUND),
         "timings": {
             "download": round(timings.download, _ROUND),
             "decode": round(timings.decode, _ROUND),
             "inference": round(timings.inference, _ROUND),
         },
-        "realtime_factor": round(result.realtime_factor, 2),
+        "realtime_factor": round(duration / timings.total, 2) if timings.total > 0 else 0.0,
     }
+
+
+def _metadata(result: JobResult) -> dict[str, Any]:
+    return _model_metadata(result.model, result.timings, result.transcript.duration)
 
 
 def _compat_text(fmt: CompatFormat, segments: Sequence[Segment], duration: float) -> str:
@@ -90,10 +95,31 @@ def _compat_response(
     return out
 
 
-def build_response(job: Job, result: JobResult) -> dict[str, Any]:
-    if job.compat is not None:
-        return _compat_response(result, job.compat, job.request.options.word_timestamps)
+def build_response(
+    result: JobResult, options: TranscribeOptions, compat: CompatOutput | None = None
+) -> dict[str, Any]:
+    """A transcription job's output: the native shape, or the official worker's for compat."""
+    if compat is not None:
+        return _compat_response(result, compat, options.word_timestamps)
     return {
-        "transcription": _native_transcription(result, job.request.options.output_format),
+        "transcription": _native_transcription(result, options),
         "metadata": _metadata(result),
+    }
+
+
+def language_response(result: LanguageResult) -> dict[str, Any]:
+    """A ``detect_language`` job's output: the likeliest languages with their probabilities."""
+    best = result.languages[0]
+    timings = result.timings
+    return {
+        "language_detection": {
+            "language": best.language,
+            "probability": round(best.probability, 4),
+            "languages": [
+                {"language": g.language, "probability": round(g.probability, 4)}
+                for g in result.languages
+            ],
+            "duration": round(result.duration, _ROUND),
+        },
+        "metadata": _model_metadata(result.model, timings, result.duration),
     }

@@ -150,3 +150,15 @@ def handler_module():
     import handler
 
     return handler
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own temp area, so what a job leaves behind is counted without the files of
+    other processes that share /tmp."""
+    import tempfile
+
+    area = tmp_path / "tmp"
+    area.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(area))
+    return area

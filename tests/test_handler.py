@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-import glob
 import http.server
 import io
 import logging
-import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +22,6 @@ from src.config import Settings
 from src.processor import WhisperProcessor
 from src.request import parse_request
 from tests.conftest import Clip, b64_file, load_waveform, wav_bytes, wer
-
-JOB_TEMP_GLOB = os.path.join(tempfile.gettempdir(), "whisper-job-*")
 
 
 def run(handler_module: ModuleType, job_input: Any) -> dict[str, Any]:
@@ -187,14 +182,13 @@ def _not_audio() -> str:
     ],
 )
 def test_errors_are_clear_and_leave_nothing(
-    handler_module: ModuleType, job_input: Any, expected: str
+    handler_module: ModuleType, job_input: Any, expected: str, private_tmp: Path
 ) -> None:
-    before = set(glob.glob(JOB_TEMP_GLOB))
     out = run(handler_module, job_input)
     assert set(out) == {"error"}
     assert expected in out["error"]
     assert "Traceback" not in out["error"] and "s3cret" not in out["error"]
-    assert set(glob.glob(JOB_TEMP_GLOB)) == before
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_empty_audio_is_an_error(handler_module: ModuleType) -> None:
@@ -202,14 +196,15 @@ def test_empty_audio_is_an_error(handler_module: ModuleType) -> None:
     assert set(out) == {"error"} and "audio" in out["error"]
 
 
-def test_successful_job_leaves_no_temp_files(handler_module: ModuleType, jfk: Clip) -> None:
-    before = set(glob.glob(JOB_TEMP_GLOB))
+def test_successful_job_leaves_no_temp_files(
+    handler_module: ModuleType, jfk: Clip, private_tmp: Path
+) -> None:
     out = run(
         handler_module,
         {"audio": {"base64": b64_file(jfk.path)}, "options": {"output_format": "text"}},
     )
     assert "transcription" in out
-    assert set(glob.glob(JOB_TEMP_GLOB)) == before
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_model_failure_is_reported_and_the_next_job_works(
