@@ -39,7 +39,7 @@ import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -54,6 +54,7 @@ from src.client.errors import (
     DeadlineExceeded,
     EndpointNotFound,
     Interrupted,
+    JobError,
     PayloadTooLarge,
     RequestRejected,
     ServiceUnavailable,
@@ -293,6 +294,36 @@ class RunPodClient:
         """``POST /purge-queue``: removes every queued (not running) job of the endpoint."""
         return _as_dict(self._check(self._call("POST", "purge-queue"), "purge-queue"), "purge")
 
+    def stream(self, job_id: str, *, timeout: float | None = None) -> Iterator[Any]:
+        """``GET /stream/{id}`` until the job ends: each item the worker yields, as it arrives.
+
+        For a worker whose handler is a generator (``STREAM_SEGMENTS=true`` here). Polls at the
+        same growing intervals as ``wait``, within a monotonic deadline (the job is cancelled
+        when it passes); a job that ends other than ``COMPLETED`` raises ``JobError``.
+        """
+        start = self._clock()
+        deadline = None if timeout is None else start + timeout
+        intervals = self._poll.intervals()
+        try:
+            while True:
+                response = self._call("GET", f"stream/{_quote(job_id)}", deadline=deadline)
+                if response.status_code == 404:
+                    raise JobError(job_id, EXPIRED, f"job {job_id} is gone (ttl or retention)")
+                body = _as_dict(self._check(response, "stream"), "stream")
+                for item in body.get("stream") or ():
+                    yield item.get("output") if isinstance(item, dict) else item
+                status = str(body.get("status", "unknown"))
+                if status in SERVER_TERMINAL_STATES:
+                    self._forget(job_id)
+                    if status != "COMPLETED":
+                        reason = str(body.get("error") or "no reason given")[:500]
+                        raise JobError(job_id, status, f"job {job_id} {status}: {reason}")
+                    return
+                self._pause(self._next_delay(intervals, deadline, job_id, status, timeout))
+        except DeadlineExceeded:
+            self._cancel_quietly(job_id)
+            raise
+
     def wait(
         self,
         job_id: str,
@@ -327,15 +358,7 @@ class RunPodClient:
                         "job %s %s after %.1f s", job_id, status.status, self._clock() - start
                     )
                     return status
-                delay = next(intervals)
-                if deadline is not None:
-                    remaining = deadline - self._clock()
-                    if remaining <= 0:
-                        raise DeadlineExceeded(
-                            f"job {job_id} still {last} after {timeout:g} s (the client's timeout)"
-                        )
-                    delay = min(delay, remaining)
-                self._pause(delay)
+                self._pause(self._next_delay(intervals, deadline, job_id, last, timeout))
         except DeadlineExceeded:
             if cancel_on_timeout:
                 self._cancel_quietly(job_id)
@@ -345,6 +368,25 @@ class RunPodClient:
             raise
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _next_delay(
+        self,
+        intervals: Iterator[float],
+        deadline: float | None,
+        job_id: str,
+        status: str,
+        timeout: float | None,
+    ) -> float:
+        """The next poll interval, shortened to the deadline; ``DeadlineExceeded`` once past."""
+        delay = next(intervals)
+        if deadline is None:
+            return delay
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise DeadlineExceeded(
+                f"job {job_id} still {status} after {timeout:g} s (the client's timeout)"
+            )
+        return min(delay, remaining)
 
     def _url(self, route: str) -> str:
         return f"{self.base_url}/{self.endpoint_id}/{route}"

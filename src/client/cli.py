@@ -72,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
             transcode=not args.no_transcode,
             webhook=args.webhook,
             policy=_policy(args),
+            on_segment=_print_segment if args.stream else None,
         )
         try:
             result = future.result()
@@ -85,9 +86,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.output:
         write_atomic(Path(args.output), text)
         _say(f"job {result.job_id}: written to {args.output}")
-    else:
+    elif not args.stream:  # streamed segments are on stdout already
         sys.stdout.write(text)
     return 0
+
+
+def _print_segment(item: dict[str, Any]) -> None:
+    """One streamed segment as a line: ``[start -> end] text``."""
+    segment = item.get("segment") or {}
+    start, end = float(segment.get("start", 0.0)), float(segment.get("end", 0.0))
+    sys.stdout.write(f"[{start:8.2f} -> {end:8.2f}] {str(segment.get('text', '')).strip()}\n")
+    sys.stdout.flush()
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -121,7 +130,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     key = args.api_key or os.environ.get("RUNPOD_API_KEY") or "local"
     endpoint = LocalEndpoint(
-        load_handler(), endpoint_id=args.endpoint_id, api_key=key, workers=args.workers
+        load_handler(stream=args.stream),
+        endpoint_id=args.endpoint_id,
+        api_key=key,
+        workers=args.workers,
     )
     for spec in args.fault:
         endpoint.faults.add_spec(spec)
@@ -230,6 +242,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="write the result to this file instead of stdout")
     run.add_argument("--sync", action="store_true", help="use /runsync (20 MB limit) not /run")
     run.add_argument("--timeout", type=float, default=None, help="give up (and cancel) after S s")
+    run.add_argument(
+        "--stream",
+        action="store_true",
+        help="print segments as they are decoded (a worker with STREAM_SEGMENTS=true)",
+    )
     _endpoint_args(run)
     _transcription_args(run)
     run.set_defaults(command=_run)
@@ -255,6 +272,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--endpoint-id", default="local")
     serve.add_argument("--api-key", help="the key clients must send (RUNPOD_API_KEY, or 'local')")
     serve.add_argument("--workers", type=int, default=1, help="handler threads (1)")
+    serve.add_argument(
+        "--stream",
+        action="store_true",
+        help="serve the streaming worker (STREAM_SEGMENTS=true): segments via /stream",
+    )
     serve.add_argument(
         "--fault",
         action="append",

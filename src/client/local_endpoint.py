@@ -40,6 +40,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from src import progress
 from src.client.local_queue import (
     DEFAULT_EXECUTION_TIMEOUT_S,
     DEFAULT_TTL_S,
@@ -161,6 +162,7 @@ class LocalEndpoint:
             target=server.run, kwargs={"sockets": [sock]}, name="local-endpoint", daemon=True
         )
         self.queue.start()
+        progress.set_sink(self._progress)
         thread.start()
         deadline = time.monotonic() + 10.0
         while not server.started:
@@ -171,7 +173,11 @@ class LocalEndpoint:
         self.base_url = f"http://{host}:{sock.getsockname()[1]}/v2"
         return self.base_url
 
+    def _progress(self, job: dict[str, Any], report: dict[str, Any]) -> None:
+        self.queue.progress(str(job.get("id")), report)
+
     def stop(self) -> None:
+        progress.set_sink(None)
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(10.0)
@@ -220,6 +226,11 @@ class LocalEndpoint:
         async def status(endpoint_id: str, job_id: str, request: Request) -> JSONResponse:
             self._gate(request, endpoint_id, "status")
             return _found(q.get(job_id), job_id)
+
+        @app.get("/v2/{endpoint_id}/stream/{job_id}")
+        async def stream(endpoint_id: str, job_id: str, request: Request) -> JSONResponse:
+            self._gate(request, endpoint_id, "stream")
+            return _found(q.stream(job_id), job_id)
 
         @app.post("/v2/{endpoint_id}/cancel/{job_id}")
         async def cancel(endpoint_id: str, job_id: str, request: Request) -> JSONResponse:
@@ -339,8 +350,9 @@ async def _refusal_response(request: Request, exc: _Refusal) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
 
 
-def load_handler(module: str = "handler") -> Handler:
-    """The real ``handler`` from ``handler.py``, its model loaded before the first job arrives.
+def load_handler(module: str = "handler", *, stream: bool = False) -> Handler:
+    """The real ``handler`` from ``handler.py`` (its ``stream_handler`` with ``stream``), its
+    model loaded before the first job arrives.
 
     Imported here, on demand, and not at the top: the client side never imports the model.
     """
@@ -350,5 +362,5 @@ def load_handler(module: str = "handler") -> Handler:
     warm = getattr(loaded, "get_processor", None)
     if callable(warm):
         warm()
-    handler: Handler = loaded.handler
+    handler: Handler = loaded.stream_handler if stream else loaded.handler
     return handler

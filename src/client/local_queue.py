@@ -16,6 +16,7 @@ makes the job ``FAILED`` with that error, and an exception does too, with its ty
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import queue
@@ -53,6 +54,9 @@ class _Job:
     output: Any = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    #: what a generator handler yielded, and how much of it ``/stream`` has handed out
+    stream: list[Any] = field(default_factory=list)
+    streamed: int = 0
 
     def expires_at(self) -> float:
         gone = self.created + self.ttl
@@ -234,7 +238,10 @@ class JobQueue:
                 self._running += 1
                 payload = {"id": job.id, "input": job.input}
             started = time.monotonic()
-            output, error = _call(self._handler, payload)
+            if inspect.isgeneratorfunction(self._handler):
+                output, error = self._call_generator(job_id, payload)
+            else:
+                output, error = _call(self._handler, payload)
             with self._lock:
                 self._running -= 1
                 job = self._current(job_id)
@@ -244,6 +251,48 @@ class JobQueue:
                 job.output, job.error = output, error
                 self._finish(job, "FAILED" if error else "COMPLETED", self._clock())
                 logger.info("job %s %s in %.2f s", job_id, job.status, time.monotonic() - started)
+
+    def _call_generator(self, job_id: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
+        """A streaming handler, as RunPod runs it with ``return_aggregate_stream``: each item is
+        streamed as it comes; the output is the list of them all; an item with ``error`` ends
+        the job as FAILED."""
+        items: list[Any] = []
+        try:
+            for item in self._handler(payload):
+                if isinstance(item, dict) and item.get("error"):
+                    error = item["error"]
+                    return None, error if isinstance(error, str) else json.dumps(error)
+                items.append(item)
+                with self._lock:
+                    job = self._current(job_id)
+                    if job is None or job.status != "IN_PROGRESS":
+                        return None, "the job stopped while streaming"
+                    job.stream.append(item)
+        except Exception as e:
+            logger.error("job %s: the handler raised %s", payload["id"], type(e).__name__)
+            return None, json.dumps({"error_type": type(e).__name__, "error_message": str(e)})
+        return items, None
+
+    def stream(self, job_id: str) -> dict[str, Any] | None:
+        """``/stream``: the job's status and the items yielded since the last call."""
+        with self._lock:
+            job = self._current(job_id)
+            if job is None:
+                return None
+            fresh = job.stream[job.streamed :]
+            job.streamed = len(job.stream)
+            body: dict[str, Any] = {"id": job.id, "status": job.status}
+            body["stream"] = [{"output": item} for item in fresh]
+            if job.error is not None:
+                body["error"] = job.error
+            return body
+
+    def progress(self, job_id: str, report: Any) -> None:
+        """A running job's progress, shown as its ``output`` in ``/status`` (as on RunPod)."""
+        with self._lock:
+            job = self._current(job_id)
+            if job is not None and job.status == "IN_PROGRESS":
+                job.output = report
 
 
 def _call(handler: Handler, payload: dict[str, Any]) -> tuple[Any, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,33 @@ def run_job(
     return Transcription(job_id=status.id, output=result_of(status))
 
 
+def stream_job(
+    client: RunPodClient,
+    job_input: Mapping[str, Any],
+    on_segment: Callable[[dict[str, Any]], None],
+    *,
+    timeout: float | None = None,
+    webhook: str | None = None,
+    policy: ExecutionPolicy | None = None,
+) -> Transcription:
+    """Submit to a streaming worker and hand each segment to ``on_segment`` as it arrives.
+
+    The worker yields ``{"type": "segment", ...}`` items and last ``{"type": "result",
+    "output": ...}``, which holds the same output a one-shot worker returns.
+    """
+    status = client.run(job_input, webhook=webhook, policy=policy)
+    output: Any = None
+    for item in client.stream(status.id, timeout=timeout):
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "segment":
+            on_segment(item)
+        elif item.get("type") == "result":
+            output = item.get("output")
+    final = JobStatus(id=status.id, status="COMPLETED", output=output)
+    return Transcription(job_id=status.id, output=result_of(final))
+
+
 def transcribe(
     client: RunPodClient,
     source: str | Path,
@@ -131,6 +158,7 @@ def transcribe(
     duration: float | None = None,
     webhook: str | None = None,
     policy: ExecutionPolicy | None = None,
+    on_segment: Callable[[dict[str, Any]], None] | None = None,
 ) -> Transcription:
     """Transcribe a local file or a URL; raises a ``ClientError`` for every way it can fail."""
     options = validate_options(options or {})
@@ -143,4 +171,8 @@ def transcribe(
         webhook=webhook,
         policy=policy,
     )
+    if on_segment is not None:
+        return stream_job(
+            client, job_input, on_segment, timeout=timeout, webhook=webhook, policy=policy
+        )
     return run_job(client, job_input, sync=sync, timeout=timeout, webhook=webhook, policy=policy)
