@@ -12,9 +12,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from src.jobs import SegmentEvent
+if TYPE_CHECKING:  # the client's local endpoint imports this module: keep it light
+    from src.jobs import SegmentEvent
 
 logger = logging.getLogger(__name__)
 
