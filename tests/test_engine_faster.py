@@ -1,0 +1,165 @@
+"""The faster-whisper engine's long-audio path: batched chunks, original timeline, fallback.
+
+Real speech (the benchmark's clips joined with silences between, longer than the batched
+threshold) on the real tiny.en model, loaded once for the module. No timing assertions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from src.engines.base import DecodeOptions, Segment, VadParameters
+from src.engines.batched import CHUNK_SECONDS, Chunk, plan_chunks, suspicious
+from src.engines.faster import LONG_AUDIO_SECONDS, SAMPLE_RATE, FasterWhisperEngine
+from tests.conftest import Clip, load_waveform, pooled_wer
+
+OPTIONS = DecodeOptions(language="en")
+LEAD_SILENCE_S = 6.0
+GAP_S = 25.0
+
+
+@pytest.fixture(scope="module")
+def engine() -> FasterWhisperEngine:
+    from src.config import Settings
+    from src.engines.loader import load_engine
+
+    loaded = load_engine(Settings.from_env({"WHISPER_MODEL": "tiny.en", "DEVICE": "cpu"}))
+    assert isinstance(loaded, FasterWhisperEngine)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def long_audio(manifest: list[Clip]) -> tuple[np.ndarray, str, tuple[float, float]]:
+    """Silence, JFK, a 25 s silent gap, then LibriSpeech clips: over a minute in all.
+
+    Returns the audio, its reference text and the silent gap's (start, end) seconds.
+    """
+    jfk = next(c for c in manifest if c.path.name == "en_jfk.flac")
+    libri = [c for c in manifest if "ls-test-clean" in c.path.name][:6]
+
+    def silence(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+    parts = [silence(LEAD_SILENCE_S), load_waveform(jfk.path)]
+    gap_start = sum(len(p) for p in parts) / SAMPLE_RATE
+    parts.append(silence(GAP_S))
+    for clip in libri:
+        parts += [load_waveform(clip.path), silence(0.8)]
+    audio = np.concatenate(parts)
+    assert len(audio) / SAMPLE_RATE > LONG_AUDIO_SECONDS
+    text = " ".join(c.text for c in [jfk, *libri])
+    return audio, text, (gap_start, gap_start + GAP_S)
+
+
+@pytest.fixture(scope="module")
+def batched_run(engine: FasterWhisperEngine, long_audio):
+    audio, _, _ = long_audio
+    assert engine.uses_batched(audio, OPTIONS)
+    transcript = engine.transcribe(audio, OPTIONS)
+    return transcript, engine.batched.last_stats
+
+
+def test_batched_timestamps_on_the_original_timeline(batched_run, long_audio) -> None:
+    transcript, stats = batched_run
+    audio, _, (gap_start, gap_end) = long_audio
+    duration = len(audio) / SAMPLE_RATE
+    assert stats.chunks >= 2
+    segments = transcript.segments
+    assert segments and [s.id for s in segments] == list(range(1, len(segments) + 1))
+    for before, after in zip(segments, segments[1:], strict=False):
+        assert before.start <= before.end <= after.start + 1e-3
+    assert 0.0 <= segments[0].start and segments[-1].end <= duration + 1e-3
+    # the leading silence and the gap are not decoded: no segment starts inside them
+    assert segments[0].start >= LEAD_SILENCE_S - 1.0
+    pad = VadParameters().speech_pad_ms / 1000
+    assert not any(gap_start + pad + 0.5 < s.start < gap_end - pad - 0.5 for s in segments)
+    assert any(s.start >= gap_end - pad - 0.5 for s in segments)
+
+
+def test_batched_accuracy_and_coverage_match_sequential(
+    engine: FasterWhisperEngine, batched_run, long_audio
+) -> None:
+    import jiwer
+
+    from tests.conftest import english_normaliser
+
+    transcript, _ = batched_run
+    audio, reference, _ = long_audio
+    sequential = engine.transcribe_sequential(audio, OPTIONS)
+    batched_wer = pooled_wer([(reference, transcript.text)])
+    sequential_wer = pooled_wer([(reference, sequential.text)])
+    assert batched_wer <= sequential_wer + 0.03
+    normalise = english_normaliser()
+    words = jiwer.process_words(normalise(reference), normalise(transcript.text))
+    coverage = words.hits / (words.hits + words.substitutions + words.deletions)
+    assert coverage >= 0.9
+
+
+def test_an_empty_chunk_is_decoded_again_sequentially(
+    engine: FasterWhisperEngine, long_audio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's known fault, injected: one chunk's text is dropped; it must come back."""
+    audio, reference, _ = long_audio
+    chunks = plan_chunks(audio, OPTIONS.vad)
+    dropped = chunks[1]
+    pipeline = engine.batched._pipeline
+    real = pipeline.transcribe
+
+    def dropping(*args, **kwargs):
+        segments, info = real(*args, **kwargs)
+        return (s for s in segments if abs(s.start - dropped.start) > 1e-3), info
+
+    monkeypatch.setattr(pipeline, "transcribe", dropping)
+    transcript = engine.transcribe(audio, OPTIONS)
+    stats = engine.batched.last_stats
+    assert stats.redecoded == {1: "empty"}
+    again = [s for s in transcript.segments if dropped.start - 0.01 <= s.start < dropped.end]
+    assert again and all(s.end <= dropped.end + 0.5 for s in again)
+    assert pooled_wer([(reference, transcript.text)]) < 0.15
+
+
+def test_silence_gives_no_text_and_no_chunks(engine: FasterWhisperEngine) -> None:
+    silence = np.zeros(int((LONG_AUDIO_SECONDS + 10) * SAMPLE_RATE), dtype=np.float32)
+    transcript = engine.transcribe(silence, OPTIONS)
+    assert transcript.text == "" and transcript.segments == ()
+    assert engine.batched.last_stats.chunks == 0
+
+
+def test_short_audio_and_no_vad_take_the_sequential_path(
+    engine: FasterWhisperEngine, jfk: Clip, long_audio
+) -> None:
+    assert not engine.uses_batched(load_waveform(jfk.path), OPTIONS)
+    assert not engine.uses_batched(long_audio[0], replace(OPTIONS, vad_filter=False))
+
+
+def test_plan_chunks_fit_one_window_and_skip_silence(long_audio) -> None:
+    audio, _, (gap_start, gap_end) = long_audio
+    chunks = plan_chunks(audio, VadParameters())
+    assert all(0 < c.duration <= CHUNK_SECONDS and 0 < c.speech <= c.duration for c in chunks)
+    assert all(a.end <= b.start for a, b in zip(chunks, chunks[1:], strict=False))
+    assert chunks[0].start >= LEAD_SILENCE_S - 1.0
+    assert not any(c.start < gap_start + 2 and c.end > gap_end - 2 for c in chunks)
+
+
+def _segment(text: str, **kw: float) -> Segment:
+    values = {"avg_logprob": -0.2, "no_speech_prob": 0.01, "compression_ratio": 1.3} | kw
+    return Segment(id=1, start=0.0, end=10.0, text=text, **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("segments", "median", "reason"),
+    [
+        ([], None, "empty"),
+        ([_segment(" la la la la", compression_ratio=3.1)], None, "repetitive"),
+        ([_segment(" maybe words here", avg_logprob=-1.6)], None, "improbable"),
+        ([_segment(" Это совсем не английский текст")], None, "language switch"),
+        ([_segment(" two words")], 2.5, "sparse"),
+        ([_segment(" " + "word " * 24)], 2.5, None),
+    ],
+)
+def test_suspicious_chunks(segments: list[Segment], median: float | None, reason: str | None):
+    chunk = Chunk(start=30.0, end=40.0, speech=10.0)
+    assert suspicious(chunk, segments, OPTIONS, "en", median) == reason
