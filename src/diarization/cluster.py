@@ -17,7 +17,7 @@ import numpy as np
 
 #: cosine *distance* (1 - similarity) below which two groups of windows are one speaker; from
 #: ``bench/diarization_eval.py`` on LibriSpeech conversations (see that file's docstring)
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.35
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,7 @@ def convert(source: Path, out: Path) -> Path:
         with os.fdopen(fd, "wb") as f:
             payload: dict[str, Any] = {**arrays, "source_sha256": np.array(digest)}
             np.savez(f, **payload)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it 0600; the worker may run as another user
         os.replace(tmp_name, out)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

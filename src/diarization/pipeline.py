@@ -31,6 +31,7 @@ import numpy as np
 
 from src.diarization.cluster import DEFAULT_THRESHOLD, cluster_speakers
 from src.diarization.encoder import (
+    HIDDEN_SIZE,
     HOP_LENGTH,
     SAMPLE_RATE,
     TARGET_DBFS,
@@ -111,6 +112,73 @@ def _windows(regions: list[tuple[int, int]], step: int, min_frames: int) -> list
     return windows
 
 
+@dataclass(frozen=True)
+class SpeechEmbeddings:
+    """The d-vectors of one recording's speech windows, before any clustering.
+
+    Kept apart from the clustering so that other speaker counts or thresholds can be tried on
+    the same recording without running the encoder again (``bench/diarization_eval.py``).
+    ``regions`` and ``windows`` are ``[start, stop)`` in 10 ms frames.
+    """
+
+    regions: tuple[tuple[int, int], ...]
+    windows: tuple[tuple[int, int], ...]
+    embeddings: np.ndarray  # (len(windows), 256), unit rows
+
+
+def embed_speech(
+    audio: np.ndarray,
+    encoder: SpeakerEncoder,
+    *,
+    speech: list[tuple[float, float]] | None = None,
+    step_s: float = DEFAULT_STEP_S,
+) -> SpeechEmbeddings:
+    """Steps 1-3 of the module docstring: speech regions, volume, windows, d-vectors.
+
+    ``speech`` gives the speech regions in seconds (else the Silero VAD finds them).
+    """
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio (1-D array), got shape {audio.shape}")
+    audio = np.asarray(audio, dtype=np.float32)
+    n_frames = 1 + audio.size // HOP_LENGTH
+    seconds = _speech_regions(audio) if speech is None else speech
+    regions = [
+        (max(0, round(a * FRAMES_PER_S)), min(n_frames, round(b * FRAMES_PER_S)))
+        for a, b in sorted(seconds)
+    ]
+    regions = [(a, b) for a, b in regions if b > a]
+    speech_frames = sum(b - a for a, b in regions)
+    step = max(round(step_s * FRAMES_PER_S), -(-speech_frames // MAX_WINDOWS), 1)
+    windows = _windows(regions, step, round(MIN_WINDOW_S * FRAMES_PER_S))
+    if windows:
+        mels = mel_frames(audio * np.float32(_speech_gain(audio, regions)))
+        embeddings = encoder.embed_windows(mels, windows)
+    else:
+        embeddings = np.zeros((0, HIDDEN_SIZE), dtype=np.float32)
+    return SpeechEmbeddings(tuple(regions), tuple(windows), embeddings)
+
+
+def cluster_turns(
+    speech: SpeechEmbeddings,
+    *,
+    num_speakers: int | None = None,
+    min_speakers: int = 1,
+    max_speakers: int = 8,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[SpeakerTurn]:
+    """Steps 4-5: cluster the windows into speakers and read turns off the timeline."""
+    if not speech.windows:
+        return []
+    labels = cluster_speakers(
+        speech.embeddings,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        threshold=threshold,
+    )
+    return _turns(list(speech.regions), list(speech.windows), speech.embeddings, labels)
+
+
 def diarize(
     audio: np.ndarray,
     encoder: SpeakerEncoder,
@@ -127,10 +195,8 @@ def diarize(
     ``num_speakers`` fixes the count; otherwise it is found with ``threshold`` and kept within
     ``[min_speakers, max_speakers]``. ``speech`` gives the speech regions in seconds (else the
     Silero VAD finds them). Audio without speech gives no turns. Raises ``ValueError`` for a
-    non-1-D array or impossible speaker bounds.
+    non-1-D array or impossible speaker bounds (checked before any work).
     """
-    if audio.ndim != 1:
-        raise ValueError(f"expected mono audio (1-D array), got shape {audio.shape}")
     if min_speakers < 1 or max_speakers < min_speakers:
         raise ValueError(
             f"need 1 <= min_speakers <= max_speakers, got {min_speakers}, {max_speakers}"
@@ -138,34 +204,19 @@ def diarize(
     if num_speakers is not None and num_speakers < 1:
         raise ValueError(f"num_speakers must be at least 1, got {num_speakers}")
     began = time.monotonic()
-    audio = np.asarray(audio, dtype=np.float32)
-    n_frames = 1 + audio.size // HOP_LENGTH
-    seconds = _speech_regions(audio) if speech is None else speech
-    regions = [
-        (max(0, round(a * FRAMES_PER_S)), min(n_frames, round(b * FRAMES_PER_S)))
-        for a, b in sorted(seconds)
-    ]
-    regions = [(a, b) for a, b in regions if b > a]
-    speech_frames = sum(b - a for a, b in regions)
-    step = max(round(step_s * FRAMES_PER_S), -(-speech_frames // MAX_WINDOWS), 1)
-    windows = _windows(regions, step, round(MIN_WINDOW_S * FRAMES_PER_S))
-    if not windows:
-        return []
-    mels = mel_frames(audio * np.float32(_speech_gain(audio, regions)))
-    embeddings = encoder.embed_windows(mels, windows)
-    labels = cluster_speakers(
-        embeddings,
+    embedded = embed_speech(audio, encoder, speech=speech, step_s=step_s)
+    turns = cluster_turns(
+        embedded,
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         threshold=threshold,
     )
-    turns = _turns(regions, windows, embeddings, labels)
     logger.info(
         "diarized %.1f s of speech: %d windows, %d speakers, %d turns in %.2f s",
-        speech_frames / FRAMES_PER_S,
-        len(windows),
-        int(labels.max()) + 1,
+        sum(b - a for a, b in embedded.regions) / FRAMES_PER_S,
+        len(embedded.windows),
+        len({t.speaker for t in turns}),
         len(turns),
         time.monotonic() - began,
     )
