@@ -127,6 +127,10 @@ class WhisperProcessor:
 
     def check_supported(self, options: TranscribeOptions) -> None:
         """Refuse what the loaded model cannot do, before any download or decode."""
+        if options.diarize:
+            from src.speakers import speaker_encoder
+
+            speaker_encoder()  # raises UnsupportedOption when the worker has no speaker model
         if self.info.multilingual:
             return
         if options.task == "translate":

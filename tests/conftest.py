@@ -26,6 +26,7 @@ class Clip:
     language: str
     duration_s: float
     long_form: bool
+    speaker: str | None = None
 
 
 def load_manifest() -> list[Clip]:
@@ -41,6 +42,7 @@ def load_manifest() -> list[Clip]:
                         language=row["language"],
                         duration_s=float(row["duration_s"]),
                         long_form=bool(row.get("long_form", False)),
+                        speaker=row.get("speaker"),
                     )
                 )
     return clips
