@@ -65,6 +65,15 @@ class LoadedAudio:
     download_seconds: float
     decode_seconds: float
 
+    def timings(self, inference: float) -> Timings:
+        """The job's timings once the model has spent ``inference`` seconds on these samples."""
+        return Timings(
+            download=self.download_seconds,
+            decode=self.decode_seconds,
+            inference=inference,
+            total=self.download_seconds + self.decode_seconds + inference,
+        )
+
 
 @dataclass(frozen=True)
 class LanguageResult:
@@ -200,12 +209,7 @@ class WhisperProcessor:
             transcript = self._diarize(loaded.samples, transcript, options)
         inference = time.perf_counter() - started
 
-        timings = Timings(
-            download=loaded.download_seconds,
-            decode=loaded.decode_seconds,
-            inference=inference,
-            total=loaded.download_seconds + loaded.decode_seconds + inference,
-        )
+        timings = loaded.timings(inference)
         result = JobResult(transcript, translation, timings, self.info, loaded.size_bytes)
         logger.info(
             "job %s: %.1f s audio, language %s, %d segments; download %.2f s, decode %.2f s, "
@@ -243,12 +247,7 @@ class WhisperProcessor:
         if not guesses:
             raise AudioError("audio: no speech found to detect a language from")
         inference = time.perf_counter() - started
-        timings = Timings(
-            download=loaded.download_seconds,
-            decode=loaded.decode_seconds,
-            inference=inference,
-            total=loaded.download_seconds + loaded.decode_seconds + inference,
-        )
+        timings = loaded.timings(inference)
         logger.info("job %s: language detection in %.2f s", job_id, inference)
         top = tuple(guesses[: options.top_languages])
         duration = len(loaded.samples) / SAMPLE_RATE
