@@ -39,8 +39,8 @@ _BASE = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 PROFILES = {
-    "ci": {"junk": 300, "media": 25},
-    "soak": {"junk": 3000, "media": 300},
+    "ci": {"junk": 300, "media": 20},
+    "soak": {"junk": 3000, "media": 200},
 }
 PROFILE = PROFILES[os.environ.get("HYPOTHESIS_PROFILE", "ci")]
 JUNK = settings(_BASE, max_examples=PROFILE["junk"])
