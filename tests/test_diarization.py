@@ -160,11 +160,17 @@ def test_numpy_encoder_matches_the_torch_network(
         windows = [(s, s + 160) for s in range(0, mels.shape[0] - 160, 120)] + [(3, 60), (7, 120)]
         ours = encoder.embed_windows(mels, windows)
         with torch.no_grad():
-            for (start, stop), vector in zip(windows, ours, strict=True):
-                _, (hidden, _) = lstm(torch.from_numpy(mels[None, start:stop]))
-                raw = torch.relu(linear(hidden[-1]))[0].numpy()
-                cosine = float(vector @ raw) / float(np.linalg.norm(raw))
-                assert cosine > 0.9999, (name, start, stop, cosine)
+            # full windows in one batch, as VoiceEncoder.forward gets them; short ones alone
+            batches = [[w for w in windows if w[1] - w[0] == 160]]
+            batches += [[w] for w in windows if w[1] - w[0] != 160]
+            for batch in batches:
+                x = torch.from_numpy(np.stack([mels[a:b] for a, b in batch]))
+                _, (hidden, _) = lstm(x)
+                raw = torch.relu(linear(hidden[-1])).numpy()
+                expected = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+                got = ours[[windows.index(w) for w in batch]]
+                cosines = np.sum(got * expected, axis=1)
+                assert cosines.min() > 0.9999, (name, batch, cosines)
         assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
@@ -231,7 +237,7 @@ def test_der_on_librispeech_conversations(
     conversation_set: list[tuple[int, Conversation, SpeechEmbeddings]],
 ) -> None:
     """Bounds from bench/diarization_eval.py (figures in its docstring): with the count known,
-    no confusion and a DER made of VAD misses at pauses inside clips.
+    no confusion and a DER of 3.1% (worst 9.8%) made of VAD misses at pauses inside clips.
 
     Unknown count: the 2-reader conversation is found exactly. The 3-reader one (seeded, not
     chosen) shows the failure the bench counts too: reader 1272's 29 s clip, recorded in another
