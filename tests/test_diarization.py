@@ -286,6 +286,15 @@ def test_diarize_end_to_end_on_two_readers(encoder: SpeakerEncoder) -> None:
     assert speakers == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
 
 
+def test_one_voice_in_short_phrases_is_one_speaker(
+    encoder: SpeakerEncoder, jfk_wave: np.ndarray
+) -> None:
+    """JFK's 11 s: four phrases between pauses, some shorter than a 1.6 s window."""
+    turns = diarize(jfk_wave, encoder)
+    assert len(turns) >= 2
+    assert {t.speaker for t in turns} == {"SPEAKER_00"}
+
+
 def test_silence_has_no_speakers(encoder: SpeakerEncoder) -> None:
     assert diarize(np.zeros(5 * SR, dtype=np.float32), encoder) == []
     with pytest.raises(ValueError, match="mono"):

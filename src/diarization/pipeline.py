@@ -12,7 +12,9 @@ The steps, and why each is shaped so:
    (the LSTM reads any length), shorter ones get no window and take the label of the nearest.
    The step grows for long audio so no more than ``MAX_WINDOWS`` are embedded: the encoder's
    cost is linear and the clustering's memory quadratic in that number.
-4. **Clusters** by average linkage on cosine distance (``src.diarization.cluster``).
+4. **Clusters** by average linkage on cosine distance (``src.diarization.cluster``), of the
+   full 1.6 s windows only; shorter windows give noisier d-vectors (JFK's 11 s speech, phrases
+   between pauses, came out as two speakers) and join the nearest cluster afterwards.
 5. **Turns**: every 0.1 s of speech takes the speaker whose centroid the windows covering it
    resemble most on average, which places a change of speaker inside a region better than any
    single window's label would; runs of one speaker become ``SpeakerTurn``s.
@@ -169,14 +171,30 @@ def cluster_turns(
     """Steps 4-5: cluster the windows into speakers and read turns off the timeline."""
     if not speech.windows:
         return []
-    labels = cluster_speakers(
-        speech.embeddings,
+    full = np.array([stop - start == WINDOW_FRAMES for start, stop in speech.windows])
+    if not full.any():  # only short regions: cluster what there is
+        full[:] = True
+    labels = np.zeros(len(speech.windows), dtype=np.int64)
+    labels[full] = cluster_speakers(
+        speech.embeddings[full],
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         threshold=threshold,
     )
+    if not full.all():
+        # windows shorter than 1.6 s are noisier d-vectors: they join the nearest speaker
+        # instead of founding one (a lone short phrase became a second speaker of one voice)
+        centroids = _centroids(speech.embeddings[full], labels[full])
+        labels[~full] = np.argmax(speech.embeddings[~full] @ centroids.T, axis=1)
     return _turns(list(speech.regions), list(speech.windows), speech.embeddings, labels)
+
+
+def _centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    k = int(labels.max()) + 1
+    centroids = np.stack([embeddings[labels == j].mean(axis=0) for j in range(k)])
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    return np.asarray(centroids / np.maximum(norms, 1e-12))
 
 
 def diarize(
@@ -229,10 +247,7 @@ def _turns(
     embeddings: np.ndarray,
     labels: np.ndarray,
 ) -> list[SpeakerTurn]:
-    k = int(labels.max()) + 1
-    centroids = np.stack([embeddings[labels == j].mean(axis=0) for j in range(k)])
-    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    scores = embeddings @ centroids.T  # (windows, speakers)
+    scores = embeddings @ _centroids(embeddings, labels).T  # (windows, speakers)
     starts = np.array([w[0] for w in windows])
     stops = np.array([w[1] for w in windows])
     centres = (starts + stops) / 2
