@@ -6,6 +6,7 @@ threshold) on the real tiny.en model, loaded once for the module. No timing asse
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -69,9 +70,9 @@ def test_batched_timestamps_on_the_original_timeline(batched_run, long_audio) ->
     assert stats.chunks >= 2
     segments = transcript.segments
     assert segments and [s.id for s in segments] == list(range(1, len(segments) + 1))
-    for before, after in zip(segments, segments[1:], strict=False):
+    for before, after in itertools.pairwise(segments):
         assert before.start <= before.end <= after.start + 1e-3
-    assert 0.0 <= segments[0].start and segments[-1].end <= duration + 1e-3
+    assert segments[0].start >= 0.0 and segments[-1].end <= duration + 1e-3
     # the leading silence and the gap are not decoded: no segment starts inside them
     assert segments[0].start >= LEAD_SILENCE_S - 1.0
     pad = VadParameters().speech_pad_ms / 1000
@@ -139,7 +140,7 @@ def test_plan_chunks_fit_one_window_and_skip_silence(long_audio) -> None:
     audio, _, (gap_start, gap_end) = long_audio
     chunks = plan_chunks(audio, VadParameters())
     assert all(0 < c.duration <= CHUNK_SECONDS and 0 < c.speech <= c.duration for c in chunks)
-    assert all(a.end <= b.start for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(chunks))
     assert chunks[0].start >= LEAD_SILENCE_S - 1.0
     assert not any(c.start < gap_start + 2 and c.end > gap_end - 2 for c in chunks)
 
