@@ -60,6 +60,13 @@ COPY builder/bake_model.py builder/bake_model.py
 RUN python builder/bake_model.py --model "${WHISPER_MODEL}" --engine "${WHISPER_ENGINE}" \
     --dest /models --source hub
 
+# The speaker model for "diarize": true. Resemblyzer's GE2E encoder, fetched as a wheel (not
+# installed: the worker runs it in numpy, without torch or librosa), checked, converted to
+# /models/diarization/resemblyzer-ge2e.npz and run once.
+COPY src/diarization/ src/diarization/
+COPY builder/bake_diarizer.py builder/bake_diarizer.py
+RUN python builder/bake_diarizer.py --dest /models
+
 # --- 3. runtime settings: the baked model, and no downloads from here on ---------------------
 ENV HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \

@@ -162,11 +162,18 @@ def test_every_copied_file_exists_and_reaches_the_build_context() -> None:
 def test_the_bake_layer_holds_every_module_the_bake_imports() -> None:
     """The bake runs before ``COPY src/``: the few files copied for it must suffice."""
     copied = {s.rstrip("/") for s in copy_sources()[: copy_sources().index("src/")]}
-    bake_imports = {"src/__init__.py", "src/errors.py", "src/models"}
+    bake_imports = {"src/__init__.py", "src/errors.py", "src/models", "src/diarization"}
     bake_imports |= {"src/engines/__init__.py", "src/engines/base.py"}  # EngineName
     assert bake_imports <= copied
-    models = sorted((REPO_ROOT / "src" / "models").glob("*.py"))
-    modules = ["builder/bake_model.py", *(p.relative_to(REPO_ROOT).as_posix() for p in models)]
+    baked = [*(REPO_ROOT / "src" / "models").glob("*.py")]
+    baked += [
+        p for p in (REPO_ROOT / "src" / "diarization").glob("*.py") if p.name != "pipeline.py"
+    ]
+    modules = [
+        "builder/bake_model.py",
+        "builder/bake_diarizer.py",
+        *(p.relative_to(REPO_ROOT).as_posix() for p in sorted(baked)),
+    ]
     for module in modules:
         text = (REPO_ROOT / module).read_text(encoding="utf-8")
         # top-level and lazy (indented) imports alike
@@ -174,6 +181,12 @@ def test_the_bake_layer_holds_every_module_the_bake_imports() -> None:
             path = name.replace(".", "/")
             found = any(c in (path, f"{path}.py") or path.startswith(c + "/") for c in copied)
             assert found, f"{module} imports {name}, which is not copied before the bake"
+
+
+def test_the_speaker_model_is_baked_before_the_image_goes_offline() -> None:
+    bake = index_of("RUN", "builder/bake_diarizer.py --dest /models")
+    assert bake < index_of("ENV", "HF_HUB_OFFLINE=1")
+    assert bake < index_of("COPY", "src/ src/")
 
 
 def installed(package: str) -> str:
