@@ -22,6 +22,9 @@ Measured (``--conversations 12``, seeds 2/3/4, 2-4 readers, 2-3 turns each; miss
     3        790 s   3.1% (9.8%), confusion 0   5.5% (26.5%)                  one of 12 gets 4
     4        974 s   5.2% (11.0%), confusion 0  13.3% (35.2%)                 four of 12 get 5
 
+One voice, unknown count: JFK (11 s, four phrases), FLEURS en_000 (11 s) and the LJSpeech
+long-form clip (233 s, 51 turns) each come out as a single speaker.
+
 Sweep of the unknown-count threshold (``--sweep``, 2 / 3 readers): 0.3 -> 4.1% / 6.1% (too many
 speakers), 0.4 -> 4.6% / 4.0% (too few), 0.5 -> 7.6% / 14.3%, 0.6 -> 29.5% / 36.7%. The extra
 speakers inspected came from one reader recorded twice (LibriSpeech 1272: chapters 128104 and
