@@ -495,10 +495,10 @@ def test_e2e_ctrl_c_cancels_the_started_job(
             command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         try:
-            assert gated.entered.wait(60), "the job never reached the worker"
+            assert gated.entered.wait(120), "the job never reached the worker"
             job_id = gated.job_ids[-1]
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
+            _, err = proc.communicate(timeout=120)
         finally:
             proc.kill()
         status = endpoint.queue.get(job_id)
