@@ -293,3 +293,29 @@ def test_ctrl_c_cancels_the_jobs_in_flight_and_the_next_run_resumes(
     assert jobs["inQueue"] == jobs["inProgress"] == 0  # every started job was cancelled
     resumed = batch(endpoint, root, out)
     assert (resumed.done, resumed.skipped) == (2, 1)
+
+
+def test_the_batch_shows_the_workers_progress(
+    live: tuple[LocalEndpoint, GatedHandler], tmp_path: Path, manifest: list[Clip]
+) -> None:
+    """A long file decoded sequentially reports progress; the batch's display receives it."""
+    endpoint, _ = live
+    long_form = next(c for c in manifest if c.long_form)
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copyfile(long_form.path, root / "chapter.flac")
+    seen: list[tuple[str, float]] = []
+
+    class Recording(LogProgress):
+        def working(self, rel: str, fraction: float) -> None:
+            super().working(rel, fraction)
+            seen.append((rel, fraction))
+
+    options = {"language": "en", "vad_filter": False}
+    config = BatchConfig(root, tmp_path / "out", options, concurrency=1, retry_delay=0.0)
+    with fast_client(endpoint) as client:
+        summary = run_batch(client, config, progress=Recording())
+    assert summary.done == 1
+    assert seen and {rel for rel, _ in seen} == {"chapter.flac"}
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[-1] <= 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import logging
 import threading
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from src.client.api import RUN_MAX_BODY_BYTES, RunPodClient
+from src.client.api import RUN_MAX_BODY_BYTES, JobStatus, RunPodClient
 from src.client.discover import MediaFile, discover
 from src.client.errors import (
     AuthError,
@@ -239,6 +240,7 @@ class BatchRun:
                     timeout=cfg.job_timeout,
                     webhook=cfg.webhook,
                     policy=cfg.policy,
+                    on_status=functools.partial(self._job_progress, file.rel),
                 )
                 self._write(file, digest, result.output)
                 return FileOutcome(file, "done", attempt)
@@ -253,6 +255,14 @@ class BatchRun:
                     return FileOutcome(file, "interrupted", attempt)
             except OSError as e:  # the outputs could not be written: not the endpoint's fault
                 return self._failure(file, e, attempt)
+
+    def _job_progress(self, rel: str, status: JobStatus) -> None:
+        """A running job's progress report (the worker's ``fraction``), shown for its file."""
+        report = status.output
+        if status.status == "IN_PROGRESS" and isinstance(report, dict):
+            fraction = report.get("fraction")
+            if isinstance(fraction, int | float):
+                self._progress.working(rel, float(fraction))
 
     def _failure(self, file: MediaFile, error: Exception, attempts: int) -> FileOutcome:
         message = str(error) if isinstance(error, ClientError) else f"{file.rel}: {error}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import IO, Protocol
 
 from tqdm import tqdm
@@ -23,6 +24,10 @@ class Progress(Protocol):
     def begin(self, files: int, audio_seconds: float) -> None: ...
 
     def advance(self, rel: str, ok: bool, audio_seconds: float, detail: str) -> None: ...
+
+    def working(self, rel: str, fraction: float) -> None:
+        """A file's job is ``fraction`` done (the worker's progress report)."""
+        ...
 
     def end(self) -> None: ...
 
@@ -42,6 +47,7 @@ class LogProgress:
     def __init__(self) -> None:
         self._total = 0
         self._count = 0
+        self._quarters: dict[str, int] = {}
 
     def begin(self, files: int, audio_seconds: float) -> None:
         self._total = files
@@ -52,6 +58,13 @@ class LogProgress:
         level = logging.INFO if ok else logging.WARNING
         state = "done" if ok else "FAILED"
         logger.log(level, "[%d/%d] %s %s (%s)", self._count, self._total, state, rel, detail)
+
+    def working(self, rel: str, fraction: float) -> None:
+        """A line each time a file's job passes another quarter."""
+        quarter = int(fraction * 4)
+        if quarter > self._quarters.get(rel, 0):
+            self._quarters[rel] = quarter
+            logger.info("%s: %d%% transcribed", rel, round(fraction * 100))
 
     def end(self) -> None:
         pass
@@ -66,6 +79,7 @@ class BarProgress:
         self._files = 0
         self._done = 0
         self._failed = 0
+        self._working: dict[str, float] = {}
         self._scale = 3600.0
         self._logs = contextlib.ExitStack()
 
@@ -84,6 +98,7 @@ class BarProgress:
         self._postfix()
 
     def advance(self, rel: str, ok: bool, audio_seconds: float, detail: str) -> None:
+        self._working.pop(rel, None)
         if ok:
             self._done += 1
         else:
@@ -93,6 +108,10 @@ class BarProgress:
             self._bar.update(round(audio_seconds / self._scale, 6))
             self._postfix()
 
+    def working(self, rel: str, fraction: float) -> None:
+        self._working[rel] = fraction
+        self._postfix()
+
     def end(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -101,7 +120,9 @@ class BarProgress:
     def _postfix(self) -> None:
         if self._bar is not None:
             finished = self._done + self._failed
-            self._bar.set_postfix_str(f"files {finished}/{self._files}, failed {self._failed}")
+            running = ", ".join(f"{Path(r).name} {f:.0%}" for r, f in self._working.items())
+            now = f", now: {running}" if running else ""
+            self._bar.set_postfix_str(f"files {finished}/{self._files}, failed {self._failed}{now}")
 
 
 def make_progress(stream: IO[str] | None = None) -> Progress:

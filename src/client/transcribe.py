@@ -106,8 +106,10 @@ def run_job(
     timeout: float | None = None,
     webhook: str | None = None,
     policy: ExecutionPolicy | None = None,
+    on_status: Callable[[JobStatus], None] | None = None,
 ) -> Transcription:
-    """Submit a built input and wait for it, within ``timeout`` seconds in all."""
+    """Submit a built input and wait for it, within ``timeout`` seconds in all; ``on_status``
+    sees every status polled (a running job's ``output`` is its progress report)."""
     started = time.monotonic()
     if sync:
         wait_s = 90.0 if timeout is None else min(timeout, 300.0)
@@ -116,7 +118,7 @@ def run_job(
         status = client.run(job_input, webhook=webhook, policy=policy)
     if not status.terminal:
         remaining = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
-        status = client.wait(status.id, timeout=remaining)
+        status = client.wait(status.id, timeout=remaining, on_status=on_status)
     return Transcription(job_id=status.id, output=result_of(status))
 
 
