@@ -7,7 +7,7 @@ import gc
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,3 +164,30 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     area.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(area))
     return area
+
+
+@pytest.fixture(scope="module")
+def audio_server(jfk: Clip) -> Iterator[str]:
+    """A local HTTP server that serves the JFK clip at any path (URL jobs without a network)."""
+    import http.server
+    import threading
+
+    body = jfk.path.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/flac")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import logging
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -222,30 +219,6 @@ def test_model_failure_is_reported_and_the_next_job_works(
     assert set(out) == {"error"} and "transcription failed" in out["error"]
     assert "Traceback" not in out["error"]
     assert wer(jfk.text, run(handler_module, job)["transcription"]["text"]) <= 0.05
-
-
-@pytest.fixture
-def audio_server(jfk: Clip) -> Iterator[str]:
-    """A local HTTP server that serves the JFK clip at any path."""
-    body = jfk.path.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "audio/flac")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_url_job_from_a_local_server(

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import io
 import json
 import logging
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,28 +34,6 @@ QUERY = f"?X-Amz-Signature={SECRET}&X-Amz-Credential={CREDENTIAL}%2F20261121"
 #: words of the JFK transcript that no log line may carry
 TRANSCRIPT_WORDS = ("fellow", "Americans", "country")
 OPUS_12K = ["-c:a", "libopus", "-b:a", "12k"]
-
-
-@pytest.fixture(scope="module")
-def audio_server(jfk: Clip) -> Iterator[str]:
-    body = jfk.path.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(scope="module")
