@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
-from src.engines.base import Segment, Transcript, Word
+from src.engines.base import Segment, Transcript, Word, joined_text
 
 
 class Vocabulary:
@@ -32,7 +32,7 @@ class Vocabulary:
 
     def apply(self, transcript: Transcript) -> Transcript:
         segments = tuple(self._segment(s) for s in transcript.segments)
-        text = "".join(s.text for s in segments).strip() if segments else transcript.text
+        text = joined_text(segments) if segments else transcript.text
         return replace(transcript, segments=segments, text=text)
 
     def _segment(self, segment: Segment) -> Segment:

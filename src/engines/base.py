@@ -42,6 +42,11 @@ class Segment:
     speaker: str | None = None
 
 
+def joined_text(segments: tuple[Segment, ...] | list[Segment]) -> str:
+    """A transcript's text: its segments' texts (which carry their own leading spaces) joined."""
+    return "".join(s.text for s in segments).strip()
+
+
 @dataclass(frozen=True)
 class Transcript:
     text: str

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
-from faster_whisper.vad import VadOptions, get_speech_timestamps
+from faster_whisper.vad import get_speech_timestamps
 
 from src.engines.base import DecodeOptions, Segment, VadParameters
+from src.engines.vad import vad_options
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +88,8 @@ def plan_chunks(
     """
     if audio.size == 0:
         return []
-    options = VadOptions(
-        threshold=vad.threshold,
-        min_silence_duration_ms=vad.min_silence_duration_ms,
-        speech_pad_ms=vad.speech_pad_ms,
-        # a little under the window, so that padding never pushes a region past it
-        max_speech_duration_s=max_seconds - 0.5,
-    )
+    # a little under the window, so that padding never pushes a region past it
+    options = vad_options(vad, max_speech_duration_s=max_seconds - 0.5)
     regions = get_speech_timestamps(
         np.ascontiguousarray(audio, dtype=np.float32), options, sampling_rate=SAMPLE_RATE
     )

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
-from faster_whisper.vad import VadOptions
 
 from src.engines.base import (
     DecodeOptions,
@@ -26,9 +25,10 @@ from src.engines.base import (
     Transcript,
     VadParameters,
     Word,
+    joined_text,
 )
 from src.engines.batched import BatchedDecoder
-from src.engines.vad import speech_regions
+from src.engines.vad import speech_regions, vad_options
 from src.errors import ModelError, OutOfMemory, UnsupportedOption, is_out_of_memory
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class FasterWhisperEngine:
             for segment in segments:
                 on_segment(segment)
         return Transcript(
-            text="".join(s.text for s in segments).strip(),
+            text=joined_text(segments),
             language=language,
             language_probability=probability,
             duration=len(audio) / SAMPLE_RATE,
@@ -172,7 +172,7 @@ class FasterWhisperEngine:
                 initial_prompt=options.initial_prompt,
                 word_timestamps=options.word_timestamps,
                 vad_filter=options.vad_filter,
-                vad_parameters=_vad_options(options.vad),
+                vad_parameters=vad_options(options.vad),
             )
             decoded = []
             for fw in generator:  # the lazy generator, consumed once
@@ -184,7 +184,7 @@ class FasterWhisperEngine:
         except Exception as e:
             raise _model_error(e) from e
         return Transcript(
-            text="".join(s.text for s in segments).strip(),
+            text=joined_text(segments),
             language=info.language,
             language_probability=float(info.language_probability),
             duration=len(audio) / SAMPLE_RATE,
@@ -202,20 +202,12 @@ class FasterWhisperEngine:
             _, _, probabilities = self._model.detect_language(
                 audio,
                 vad_filter=vad is not None,
-                vad_parameters=_vad_options(vad) if vad is not None else None,
+                vad_parameters=vad_options(vad) if vad is not None else None,
             )
         except Exception as e:
             raise _model_error(e, "language detection") from e
         guesses = [LanguageGuess(language=lang, probability=float(p)) for lang, p in probabilities]
         return sorted(guesses, key=lambda g: g.probability, reverse=True)
-
-
-def _vad_options(vad: VadParameters) -> VadOptions:
-    return VadOptions(
-        threshold=vad.threshold,
-        min_silence_duration_ms=vad.min_silence_duration_ms,
-        speech_pad_ms=vad.speech_pad_ms,
-    )
 
 
 def _model_error(e: Exception, what: str = "transcription") -> ModelError:

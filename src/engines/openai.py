@@ -39,6 +39,7 @@ from src.engines.base import (
     Transcript,
     VadParameters,
     Word,
+    joined_text,
 )
 from src.engines.vad import speech_regions
 from src.errors import ModelError, UnsupportedOption, WorkerError
@@ -209,7 +210,7 @@ class OpenAIWhisperEngine:
                 on_segment(segment)
 
         return Transcript(
-            text="".join(s.text for s in segments).strip(),
+            text=joined_text(segments),
             language=language,
             language_probability=probability,
             duration=duration,

@@ -16,6 +16,16 @@ from src.engines.base import VadParameters
 SAMPLE_RATE = 16000
 
 
+def vad_options(vad: VadParameters, max_speech_duration_s: float = float("inf")) -> VadOptions:
+    """Our VAD settings as faster-whisper's ``VadOptions`` (the one place they are mapped)."""
+    return VadOptions(
+        threshold=vad.threshold,
+        min_silence_duration_ms=vad.min_silence_duration_ms,
+        speech_pad_ms=vad.speech_pad_ms,
+        max_speech_duration_s=max_speech_duration_s,
+    )
+
+
 def speech_regions(
     audio: np.ndarray, vad: VadParameters, sample_rate: int = SAMPLE_RATE
 ) -> list[tuple[float, float]]:
@@ -31,11 +41,7 @@ def speech_regions(
         raise ValueError(f"expected mono audio (1-D array), got shape {audio.shape}")
     if audio.size == 0:
         return []
-    options = VadOptions(
-        threshold=vad.threshold,
-        min_silence_duration_ms=vad.min_silence_duration_ms,
-        speech_pad_ms=vad.speech_pad_ms,
-    )
+    options = vad_options(vad)
     chunks = get_speech_timestamps(
         np.ascontiguousarray(audio, dtype=np.float32), options, sampling_rate=sample_rate
     )
