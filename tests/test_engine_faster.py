@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from src.engines.base import DecodeOptions, Segment, VadParameters
-from src.engines.batched import CHUNK_SECONDS, Chunk, plan_chunks, suspicious
+from src.engines.batched import Decoded, Piece
+from src.engines.chunk_checks import suspicious
+from src.engines.chunks import CHUNK_SECONDS, Chunk, plan_chunks
 from src.engines.faster import LONG_AUDIO_SECONDS, SAMPLE_RATE, FasterWhisperEngine
 from tests.conftest import Clip, load_waveform, pooled_wer
 
@@ -99,27 +101,84 @@ def test_batched_accuracy_and_coverage_match_sequential(
     assert coverage >= 0.9
 
 
+def _wrap_first_round(engine: FasterWhisperEngine, monkeypatch, change) -> None:
+    """Pass round one's result of chunk 1 through ``change`` (a fault injected after decoding)."""
+    real = engine.batched._decode_group
+
+    def faulty(job, pieces: list[Piece]) -> list[Decoded]:
+        done = real(job, pieces)
+        return [change(job, d) if d.piece.chunk == 1 and not d.piece.context else d for d in done]
+
+    monkeypatch.setattr(engine.batched, "_decode_group", faulty)
+
+
 def test_an_empty_chunk_is_decoded_again_sequentially(
     engine: FasterWhisperEngine, long_audio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The pipeline's known fault, injected: one chunk's text is dropped; it must come back."""
+    """The batched decoder's known fault, injected: one chunk's text is dropped; it must come
+    back."""
     audio, reference, _ = long_audio
-    chunks = plan_chunks(audio, OPTIONS.vad)
-    dropped = chunks[1]
-    pipeline = engine.batched._pipeline
-    real = pipeline.transcribe
+    dropped = plan_chunks(audio, OPTIONS.vad)[1]
 
-    def dropping(*args, **kwargs):
-        segments, info = real(*args, **kwargs)
-        return (s for s in segments if abs(s.start - dropped.start) > 1e-3), info
+    def empty(job, d: Decoded) -> Decoded:
+        return replace(d, tokens=(), segment=replace(d.segment, text="", words=()))
 
-    monkeypatch.setattr(pipeline, "transcribe", dropping)
+    _wrap_first_round(engine, monkeypatch, empty)
     transcript = engine.transcribe(audio, OPTIONS)
     stats = engine.batched.last_stats
     assert stats.redecoded == {1: "empty"}
     again = [s for s in transcript.segments if dropped.start - 0.01 <= s.start < dropped.end]
     assert again and all(s.end <= dropped.end + 0.5 for s in again)
     assert pooled_wer([(reference, transcript.text)]) < 0.15
+
+
+def test_a_window_that_stops_early_is_continued_from_its_last_word(
+    engine: FasterWhisperEngine, long_audio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model ending a window's text early, injected: chunk 1 keeps only its first words.
+    The speech after the last word is decoded in a second round, with that text as context."""
+    audio, reference, _ = long_audio
+    expected = engine.transcribe(audio, OPTIONS)
+    chunk = plan_chunks(audio, OPTIONS.vad)[1]
+    cut_at: list[float] = []
+
+    def early_stop(job, d: Decoded) -> Decoded:
+        words = d.segment.words[: max(3, len(d.segment.words) // 4)]
+        text = "".join(w.word for w in words)
+        cut_at.append(words[-1].end)
+        tokens = tuple(job.tokenizer.encode(text))
+        return replace(d, tokens=tokens, segment=replace(d.segment, text=text, words=words))
+
+    _wrap_first_round(engine, monkeypatch, early_stop)
+    transcript = engine.transcribe(audio, OPTIONS)
+    stats = engine.batched.last_stats
+    assert stats.continued >= 1 and not stats.redecoded
+    after_cut = [s for s in transcript.segments if cut_at[0] - 0.01 <= s.start < chunk.end]
+    assert after_cut, "nothing was decoded after the injected early stop"
+    wer = pooled_wer([(reference, transcript.text)])
+    assert wer <= pooled_wer([(reference, expected.text)]) + 0.02
+
+
+def test_long_audio_segments_are_sentences_with_words_only_when_asked(
+    engine: FasterWhisperEngine, batched_run, long_audio
+) -> None:
+    transcript, stats = batched_run
+    assert len(transcript.segments) > stats.chunks  # cut at sentence ends, not one per chunk
+    assert all(s.words is None for s in transcript.segments)
+    assert all(s.end - s.start <= CHUNK_SECONDS for s in transcript.segments)
+    ends = [s.text.strip()[-1] for s in transcript.segments]
+    assert sum(e in ".?!" for e in ends) >= len(ends) - stats.chunks
+
+    audio, _, _ = long_audio
+    with_words = engine.transcribe(audio, replace(OPTIONS, word_timestamps=True))
+    assert [s.text for s in with_words.segments] == [s.text for s in transcript.segments]
+    for segment in with_words.segments:
+        assert segment.words
+        assert "".join(w.word for w in segment.words).strip() == segment.text.strip()
+        assert segment.start <= segment.words[0].start + 1e-3
+        assert segment.words[-1].end <= segment.end + 1e-3
+        for before, after in itertools.pairwise(segment.words):
+            assert before.start <= before.end <= after.start + 1e-3
 
 
 def test_silence_gives_no_text_and_no_chunks(engine: FasterWhisperEngine) -> None:

@@ -36,9 +36,12 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 #: audio longer than this (and with ``vad_filter``) is decoded in batches of VAD-cut chunks
 LONG_AUDIO_SECONDS = 60.0
-#: chunks decoded together by the batched path: on a 2-core CPU 4 and 8 measure the same
-#: (bench/README.md); a GPU keeps more windows busy
+#: chunks decoded together by the batched path; a GPU keeps more windows busy
 BATCH_SIZE = {"cpu": 8, "cuda": 16}
+#: groups of chunks decoded at once on the CPU, each by its own CTranslate2 worker: the tiny
+#: per-step matrices of a beam search do not spread well over threads, so two one-thread
+#: searches side by side beat one two-thread search (bench/README.md)
+CPU_LANES = 2
 
 
 def usable_cpus() -> int:
@@ -91,11 +94,32 @@ class FasterWhisperEngine:
             multilingual=bool(self._model.model.is_multilingual),
         )
         self._batched = BatchedDecoder(
-            self._model,
-            _segment,
+            self._lane_model(model_path, device, compute_type, cpu_threads),
             self._decode_chunk,
             batch_size=BATCH_SIZE.get(device, 8),
+            lanes=CPU_LANES if device == "cpu" and cpu_threads >= CPU_LANES else 1,
+            encode_batch=1 if device == "cpu" else BATCH_SIZE.get(device, 8),
         )
+
+    def _lane_model(
+        self, model_path: Path, device: str, compute_type: str, cpu_threads: int
+    ) -> WhisperModel:
+        """The long-audio path's model: on a multi-core CPU the same weights again, loaded with
+        one CTranslate2 worker per lane (the short-audio model keeps all threads on one call);
+        elsewhere the same model."""
+        if device != "cpu" or cpu_threads < CPU_LANES:
+            return self._model
+        try:
+            return WhisperModel(
+                str(model_path),
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=cpu_threads // CPU_LANES,
+                num_workers=CPU_LANES,
+                local_files_only=True,
+            )
+        except Exception as e:
+            raise ModelError(f"could not load the long-audio model: {type(e).__name__}: {e}") from e
 
     @property
     def info(self) -> ModelInfo:

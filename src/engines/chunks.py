@@ -1,0 +1,84 @@
+"""Long audio cut into windows: Silero VAD regions joined into chunks of at most 30 s.
+
+Each chunk is a *contiguous* stretch of the original audio (pauses inside it are kept, long
+silences between chunks are skipped), so every timestamp the model gives inside a chunk is the
+chunk's start plus the model's own offset: already on the original timeline, with no re-mapping.
+The speech regions are kept beside the chunks: they tell whether the model stopped reading
+before the speech in its window ended (``speech_between``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper.vad import get_speech_timestamps
+
+from src.engines.base import VadParameters
+from src.engines.vad import vad_options
+
+SAMPLE_RATE = 16000
+#: Whisper's window: a chunk never exceeds it
+CHUNK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One stretch of the original audio decoded as one window, with its speech seconds."""
+
+    start: float
+    end: float
+    speech: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """The chunks of one file and the speech regions (seconds) they were built from."""
+
+    chunks: list[Chunk]
+    regions: list[tuple[float, float]]
+
+    def speech_between(self, start: float, end: float) -> float:
+        """Seconds of detected speech between ``start`` and ``end``."""
+        return sum(max(0.0, min(e, end) - max(s, start)) for s, e in self.regions)
+
+
+def plan(audio: np.ndarray, vad: VadParameters, max_seconds: float = CHUNK_SECONDS) -> ChunkPlan:
+    """Speech regions of ``audio``, joined while each chunk spans at most ``max_seconds``.
+
+    Regions longer than a window are split by Silero at its longest inner pause (or hard at the
+    window's end when there is none), as faster-whisper does for its own batched mode.
+    """
+    if audio.size == 0:
+        return ChunkPlan([], [])
+    # a little under the window, so that padding never pushes a region past it
+    options = vad_options(vad, max_speech_duration_s=max_seconds - 0.5)
+    found = get_speech_timestamps(
+        np.ascontiguousarray(audio, dtype=np.float32), options, sampling_rate=SAMPLE_RATE
+    )
+    total = audio.size / SAMPLE_RATE
+    regions: list[tuple[float, float]] = []
+    chunks: list[Chunk] = []
+    for region in found:
+        start = max(0.0, region["start"] / SAMPLE_RATE)
+        end = min(total, region["end"] / SAMPLE_RATE)
+        if end <= start:
+            continue
+        regions.append((start, end))
+        if chunks and end - chunks[-1].start <= max_seconds:
+            last = chunks[-1]
+            chunks[-1] = Chunk(last.start, end, last.speech + (end - max(start, last.end)))
+        else:
+            chunks.append(Chunk(start, min(end, start + max_seconds), end - start))
+    return ChunkPlan(chunks, regions)
+
+
+def plan_chunks(
+    audio: np.ndarray, vad: VadParameters, max_seconds: float = CHUNK_SECONDS
+) -> list[Chunk]:
+    """Only the chunks of ``plan``."""
+    return plan(audio, vad, max_seconds).chunks
