@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ BENCHMARK_DIR = SHARED_DIR / "benchmark"
 LONG_FILE_SECONDS = 600.0
 #: silence between joined clips, as a speaker's pause
 JOIN_PAUSE_SECONDS = 0.5
+#: the order of the shuffled long file (fixed: every run decodes the same file)
+SHUFFLE_SEED = 7
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,13 @@ def build(workdir: Path, *, quick: bool) -> list[Dataset]:
     if not quick:
         joined = join_clips(short + long_form, workdir, LONG_FILE_SECONDS)
         datasets.append(Dataset("joined >= 10 min", (joined,)))
+        # the same speech in another order: a change of speaker or recording at every clip,
+        # where a window decoded on its own is most likely to end its text early
+        mixed = short + long_form
+        random.Random(SHUFFLE_SEED).shuffle(mixed)
+        (workdir / "shuffled").mkdir(exist_ok=True)
+        shuffled = join_clips(mixed, workdir / "shuffled", LONG_FILE_SECONDS)
+        datasets.append(Dataset("shuffled >= 10 min", (shuffled,)))
     datasets.append(Dataset("silence", (silence(workdir, noise_seconds),)))
     datasets.append(Dataset("music", (music(workdir, noise_seconds),)))
     return datasets

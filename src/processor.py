@@ -303,9 +303,9 @@ class WhisperProcessor:
             if not is_out_of_memory(e):
                 raise
             logger.warning(
-                "job %s: out of memory (beam_size %d, best_of %d); retrying once with 1 and 1",
+                "job %s: out of memory (beam_size %s, best_of %d); retrying once with 1 and 1",
                 job_id,
-                options.beam_size,
+                options.beam_size or "default",
                 options.best_of,
             )
         release_memory()

@@ -121,7 +121,8 @@ class TranscribeOptions(BaseModel):
         0.0
     )
     temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.2
-    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    #: None: 5, or 3 on the batched long-audio path (README "Long audio")
+    beam_size: Annotated[int, Field(ge=1, le=10)] | None = None
     best_of: Annotated[int, Field(ge=1, le=10)] = 5
     patience: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] = 1.0
@@ -264,7 +265,7 @@ class CompatRequest(BaseModel):
     language: str | None = None
     temperature: Probability = 0.0
     best_of: Annotated[int, Field(ge=1, le=10)] = 5
-    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    beam_size: Annotated[int, Field(ge=1, le=10)] | None = None
     patience: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
     suppress_tokens: str = "-1"

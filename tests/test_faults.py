@@ -29,10 +29,15 @@ CT2_OOM = "CUDA failed with error out of memory"
 class FaultyModel:
     """The CTranslate2 model; ``generate`` raises ``errors`` in turn (``None``: a real call)."""
 
-    def __init__(self, real: Any, errors: list[BaseException | None]) -> None:
+    def __init__(
+        self,
+        real: Any,
+        errors: list[BaseException | None],
+        calls: list[dict[str, Any]] | None = None,
+    ) -> None:
         self._real = real
-        self._errors = list(errors)
-        self.generate_calls: list[dict[str, Any]] = []
+        self._errors = errors  # shared by the models of one engine: one sequence of calls
+        self.generate_calls: list[dict[str, Any]] = [] if calls is None else calls
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         self.generate_calls.append(kwargs)
@@ -47,12 +52,16 @@ class FaultyModel:
 
 @pytest.fixture
 def inject(handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Any:
-    whisper_model = handler_module.get_processor().engine._model
+    engine = handler_module.get_processor().engine
+    # the short-audio model and the long-audio path's own (on a multi-core CPU, a second one)
+    models = list({id(m): m for m in (engine._model, engine.batched._model)}.values())
 
     def install(*errors: BaseException | None) -> FaultyModel:
-        faulty = FaultyModel(whisper_model.model, list(errors))
-        monkeypatch.setattr(whisper_model, "model", faulty)
-        return faulty
+        queue, calls = list(errors), []
+        faulty = [FaultyModel(m.model, queue, calls) for m in models]
+        for model, wrapper in zip(models, faulty, strict=True):
+            monkeypatch.setattr(model, "model", wrapper)
+        return faulty[0]
 
     return install
 

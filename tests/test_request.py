@@ -23,7 +23,7 @@ def test_native_defaults() -> None:
     assert job.compat is None
     assert job.request.audio.url == "https://example.com/a.wav"
     assert (options.task, options.language, options.output_format) == ("transcribe", None, "all")
-    assert options.beam_size == 5 and options.vad_filter is True
+    assert options.beam_size is None and options.vad_filter is True
     assert options.temperatures() == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 

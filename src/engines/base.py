@@ -65,6 +65,11 @@ class VadParameters:
     speech_pad_ms: int = 400
 
 
+#: beam width when a job gives none: openai-whisper's and faster-whisper's default (the batched
+#: long-audio path has its own, ``src.engines.batched.BATCHED_BEAM_SIZE``)
+DEFAULT_BEAM_SIZE = 5
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """Everything an engine needs to decode, independent of the request's wire format."""
@@ -72,7 +77,8 @@ class DecodeOptions:
     task: Task = "transcribe"
     language: str | None = None
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    beam_size: int = 5
+    #: None: the engine's own default for the path it takes (``beam``)
+    beam_size: int | None = None
     best_of: int = 5
     patience: float = 1.0
     length_penalty: float = 1.0
@@ -84,6 +90,10 @@ class DecodeOptions:
     word_timestamps: bool = False
     vad_filter: bool = True
     vad: VadParameters = field(default_factory=VadParameters)
+
+    def beam(self, default: int = DEFAULT_BEAM_SIZE) -> int:
+        """The job's beam width, or ``default`` when the job gave none."""
+        return self.beam_size if self.beam_size is not None else default
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ MIN_TAIL_SPEECH_S = 1.5
 MIN_PROGRESS_S = 1.0
 #: rounds of decoding per chunk: the chunk, then up to three continuations
 MAX_ROUNDS = 4
+#: beam width when the job gives none: over the benchmark's five long files (bench/README.md)
+#: 3 was as accurate as 5 (pooled WER 9.3% against 9.7%) and 1.15x faster on the CPU
+BATCHED_BEAM_SIZE = 3
 
 #: decodes one chunk sequentially: (audio of the chunk, options, language) -> segments
 SequentialDecode = Callable[[np.ndarray, DecodeOptions, str], list[Segment]]
@@ -276,12 +279,12 @@ class BatchedDecoder:
         """Encoder output of the pieces' windows: one window at a time, or as one batch."""
         if self.encode_batch > 1:
             return self._model.encode(np.stack([self._features(job.audio, p) for p in pieces]))
-        outputs = [
-            job.encoded.pop(p, None)
-            if p in job.encoded
-            else np.asarray(self._model.encode(self._features(job.audio, p)[None]))
-            for p in pieces
-        ]
+        outputs = []
+        for piece in pieces:
+            cached = job.encoded.pop(piece, None)
+            if cached is None:
+                cached = np.asarray(self._model.encode(self._features(job.audio, piece)[None]))
+            outputs.append(cached)
         return StorageView.from_array(np.concatenate(outputs))
 
     def _prompts(self, job: _Job, pieces: list[Piece]) -> list[list[int]]:
@@ -306,7 +309,7 @@ class BatchedDecoder:
         results = self._model.model.generate(
             encoder_output,
             self._prompts(job, pieces),
-            beam_size=options.beam_size,
+            beam_size=options.beam(BATCHED_BEAM_SIZE),
             patience=options.patience,
             length_penalty=options.length_penalty,
             max_length=self._model.max_length,

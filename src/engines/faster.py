@@ -184,7 +184,7 @@ class FasterWhisperEngine:
                 audio,
                 language=options.language,
                 task=options.task,
-                beam_size=options.beam_size,
+                beam_size=options.beam(),
                 best_of=options.best_of,
                 patience=options.patience,
                 length_penalty=options.length_penalty,

@@ -306,7 +306,8 @@ def whisper_arguments(
     So 1 -> None and 0 -> 0 are exact; values between favour length in the same direction but
     not by the same amount, and openai-whisper refuses values above 1 (``UnsupportedOption``).
     """
-    beam = options.beam_size > 1
+    beam_size = options.beam()
+    beam = beam_size > 1
     length_penalty = None if options.length_penalty == 1.0 else options.length_penalty
     clip_timestamps: list[float] | str = "0"
     if clips is not None:
@@ -324,7 +325,7 @@ def whisper_arguments(
         # the rest become whisper.DecodingOptions fields
         "task": options.task,
         "language": language,
-        "beam_size": options.beam_size if beam else None,
+        "beam_size": beam_size if beam else None,
         "patience": options.patience if beam else None,
         "best_of": options.best_of,
         "length_penalty": length_penalty,
