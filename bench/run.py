@@ -34,12 +34,12 @@ CONFIGS = (
     "faster-whisper sequential",
     "faster-whisper batched",
     "worker engine sequential",
-    "worker (handler, beam 5)",
+    "worker (handler) beam 5",
     "worker (handler)",
 )
 #: the worker's default run, and the same with the job asking for beam 5 (the long-audio path's
 #: own default is 3: this row shows what that choice changes)
-WORKER_BEAM = {"worker (handler)": None, "worker (handler, beam 5)": 5}
+WORKER_BEAM = {"worker (handler)": None, "worker (handler) beam 5": 5}
 MARK = "BENCH-RESULT "
 #: ``--device cuda`` precision for the library configurations (the worker picks its own)
 FP = {"cpu": ("float32", "int8"), "cuda": ("float16", "float16")}
