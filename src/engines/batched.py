@@ -241,7 +241,11 @@ class BatchedDecoder:
         return Piece(piece.chunk, last, piece.end, context)
 
     def _language(
-        self, audio: np.ndarray, options: DecodeOptions, first: Piece, encoded: dict
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        first: Piece,
+        encoded: dict[Piece, np.ndarray],
     ) -> tuple[str, float]:
         """The job's language, or the one detected once on the first chunk (never per chunk)."""
         if options.language is not None:
