@@ -92,10 +92,9 @@ class Decoded:
 
 @dataclass
 class BatchStats:
-    """What the last batched decode did: chunks, windows decoded, continuations, re-decodes."""
+    """What the last batched decode did: chunks, continuations, re-decodes."""
 
     chunks: int = 0
-    windows: int = 0
     continued: int = 0
     redecoded: dict[int, str] = field(default_factory=dict)
     dropped_as_silence: int = 0
@@ -108,6 +107,7 @@ class _Job:
     audio: np.ndarray
     tokenizer: Tokenizer
     initial: tuple[int, ...]
+    suppress_tokens: tuple[int, ...]
     options: DecodeOptions
     #: encoder outputs computed before the rounds (the first chunk, after language detection)
     encoded: dict[Piece, np.ndarray]
@@ -167,11 +167,11 @@ class BatchedDecoder:
         )
         prompt = options.initial_prompt
         initial = tuple(tokenizer.encode(" " + prompt.strip())) if prompt else ()
-        job = _Job(audio, tokenizer, initial, options, encoded)
+        suppress = tuple(get_suppressed_tokens(tokenizer, [-1]) or ())
+        job = _Job(audio, tokenizer, initial, suppress, options, encoded)
 
         texts: list[list[Segment]] = [[] for _ in chunks]
         for _ in range(MAX_ROUNDS):
-            stats.windows += len(pieces)
             following = []
             for decoded in self._decode(job, pieces):
                 if decoded.piece.context and is_silence([decoded.segment], options):
@@ -237,8 +237,8 @@ class BatchedDecoder:
             return None
         if chunk_plan.speech_between(last, piece.end) < MIN_TAIL_SPEECH_S:
             return None
-        context = (piece.context + decoded.tokens)[-(self._model.max_length // 2 - 1) :]
-        return Piece(piece.chunk, last, piece.end, context)
+        # at most MAX_ROUNDS pieces of text: ``_prompts`` keeps the part the model can take
+        return Piece(piece.chunk, last, piece.end, piece.context + decoded.tokens)
 
     def _language(
         self,
@@ -318,7 +318,7 @@ class BatchedDecoder:
             length_penalty=options.length_penalty,
             max_length=self._model.max_length,
             suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(job.tokenizer, [-1]),
+            suppress_tokens=list(job.suppress_tokens),
             return_scores=True,
             return_no_speech_prob=True,
         )

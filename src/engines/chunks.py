@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from faster_whisper.vad import get_speech_timestamps
 
 from src.engines.base import VadParameters
-from src.engines.vad import vad_options
+from src.engines.vad import speech_regions
 
 SAMPLE_RATE = 16000
 #: Whisper's window: a chunk never exceeds it
@@ -53,19 +52,13 @@ def plan(audio: np.ndarray, vad: VadParameters, max_seconds: float = CHUNK_SECON
     Regions longer than a window are split by Silero at its longest inner pause (or hard at the
     window's end when there is none), as faster-whisper does for its own batched mode.
     """
-    if audio.size == 0:
-        return ChunkPlan([], [])
     # a little under the window, so that padding never pushes a region past it
-    options = vad_options(vad, max_speech_duration_s=max_seconds - 0.5)
-    found = get_speech_timestamps(
-        np.ascontiguousarray(audio, dtype=np.float32), options, sampling_rate=SAMPLE_RATE
-    )
+    found = speech_regions(audio, vad, SAMPLE_RATE, max_speech_duration_s=max_seconds - 0.5)
     total = audio.size / SAMPLE_RATE
     regions: list[tuple[float, float]] = []
     chunks: list[Chunk] = []
-    for region in found:
-        start = max(0.0, region["start"] / SAMPLE_RATE)
-        end = min(total, region["end"] / SAMPLE_RATE)
+    for found_start, found_end in found:
+        start, end = max(0.0, found_start), min(total, found_end)
         if end <= start:
             continue
         regions.append((start, end))

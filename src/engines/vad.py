@@ -27,12 +27,16 @@ def vad_options(vad: VadParameters, max_speech_duration_s: float = float("inf"))
 
 
 def speech_regions(
-    audio: np.ndarray, vad: VadParameters, sample_rate: int = SAMPLE_RATE
+    audio: np.ndarray,
+    vad: VadParameters,
+    sample_rate: int = SAMPLE_RATE,
+    max_speech_duration_s: float = float("inf"),
 ) -> list[tuple[float, float]]:
     """Speech regions of ``audio`` as sorted, non-overlapping ``(start, end)`` seconds.
 
     ``audio`` is mono float32 at 16 kHz (the worker's decoded array). Times are on the audio's
-    own timeline, padded by ``vad.speech_pad_ms`` as faster-whisper pads them. Raises
+    own timeline, padded by ``vad.speech_pad_ms`` as faster-whisper pads them; a region longer
+    than ``max_speech_duration_s`` is split at its longest inner pause. Raises
     ``ValueError`` for another sample rate, which the model would silently misjudge.
     """
     if sample_rate != SAMPLE_RATE:
@@ -41,7 +45,7 @@ def speech_regions(
         raise ValueError(f"expected mono audio (1-D array), got shape {audio.shape}")
     if audio.size == 0:
         return []
-    options = vad_options(vad)
+    options = vad_options(vad, max_speech_duration_s)
     chunks = get_speech_timestamps(
         np.ascontiguousarray(audio, dtype=np.float32), options, sampling_rate=sample_rate
     )
