@@ -76,9 +76,10 @@ def _worker_env(args: argparse.Namespace, engine: str = "faster-whisper") -> Non
 
 def _transcriber(config: str, args: argparse.Namespace) -> tuple[Any, Any]:
     """Load ``config`` and return (transcribe(item) -> text, what to ask for re-decode stats)."""
+    from src.config import Settings
     from src.models.locate import resolve_model
 
-    model_dir = Path(os.environ.get("MODEL_DIR", "/models"))
+    model_dir = Settings.from_env().model_dir  # the checkout's models/ (scripts/setup.sh)
     openai_fp, faster_fp = FP[args.device]
     if config == REFERENCE:
         import torch

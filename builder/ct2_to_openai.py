@@ -13,7 +13,7 @@ name, uint8 rank, uint32 per dimension, uint8 dtype id (0 float32, 1 int8, 2 int
 4 float16, 5 bfloat16), uint32 byte count, raw bytes; then uint32 alias count and (alias, target)
 string pairs. A string is a uint16 length that counts a trailing NUL, then the bytes.
 
-Usage: ``python -m src.models.ct2_to_openai CT2_DIR OUT.pt``.
+Usage: ``python builder/ct2_to_openai.py CT2_DIR OUT.pt``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.errors import ModelError
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script: make ``src`` importable
+    sys.path.insert(0, str(REPO_ROOT))
+
+from src.errors import ModelError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -416,7 +420,7 @@ def convert(ct2_dir: Path, out_file: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: convert one directory; exit status 1 with a message on failure."""
     parser = argparse.ArgumentParser(
-        prog="python -m src.models.ct2_to_openai",
+        prog="python builder/ct2_to_openai.py",
         description="Convert a CTranslate2 Whisper model to an openai-whisper checkpoint.",
     )
     parser.add_argument("ct2_dir", type=Path, help="directory with model.bin and config.json")
