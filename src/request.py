@@ -251,8 +251,33 @@ class Job:
     compat: CompatOutput | None = None
 
 
+#: the model names the official worker accepts (its ``AVAILABLE_MODELS``, plus faster-whisper's
+#: own names); ``model`` is checked against them and then ignored: this worker serves the model it
+#: was built with
+COMPAT_MODELS = frozenset(
+    {
+        "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
+        "large", "large-v1", "large-v2", "large-v3", "large-v3-turbo", "turbo",
+        "distil-small.en", "distil-medium.en", "distil-large-v2", "distil-large-v3",
+        "distil-large-v3.5",
+    }
+)  # fmt: skip
+#: ``suppress_tokens`` as the official worker (and Whisper's CLI) spells it: "-1" or "-1,50363"
+_TOKEN_LIST = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
+
+
 class CompatRequest(BaseModel):
-    """The flat input of RunPod's official ``worker-faster_whisper``."""
+    """The flat input of RunPod's official ``worker-faster_whisper``, accepted as it accepts it.
+
+    That worker checks its input with runpod's ``rp_validator`` against ``src/rp_schema.py``:
+    unknown keys are refused, ints pass for floats, and the formats are free strings (its own
+    Hub test sends ``"transcription": "plain text"``; an unknown one silently becomes plain
+    text). Here the formats' spellings that clients send (any case, a space or hyphen for the
+    underscore) are accepted, and anything else is refused with the allowed values: a typo
+    should not be hidden. ``audio``/``audio_base64`` given empty or null count as absent, as
+    there. ``suppress_tokens`` is checked (token ids separated by commas) and ignored, as there
+    (it always suppresses the default set, ``-1``).
+    """
 
     model_config = _STRICT
 
@@ -268,7 +293,7 @@ class CompatRequest(BaseModel):
     beam_size: Annotated[int, Field(ge=1, le=10)] | None = None
     patience: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
-    suppress_tokens: str = "-1"
+    suppress_tokens: str | list[int] = "-1"
     initial_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
     condition_on_previous_text: bool = True
     temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.2
@@ -277,6 +302,40 @@ class CompatRequest(BaseModel):
     no_speech_threshold: Probability | None = 0.6
     enable_vad: bool = True
     word_timestamps: bool = False
+
+    @field_validator("audio", "audio_base64", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("transcription", "translation", mode="before")
+    @classmethod
+    def _format_spelling(cls, value: Any) -> Any:
+        """``"plain text"``, ``"Plain-Text"``, ``"SRT"``: the canonical ``plain_text``, ``srt``."""
+        if isinstance(value, str):
+            return re.sub(r"[\s-]+", "_", value.strip().lower())
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() not in COMPAT_MODELS:
+            raise ValueError(
+                f"unknown model {value[:40]!r}: expected a Whisper model name such as 'turbo', "
+                "'large-v3' or 'base' (accepted and ignored: this worker serves the model it "
+                "was built with)"
+            )
+        return value
+
+    @field_validator("suppress_tokens")
+    @classmethod
+    def _token_ids(cls, value: str | list[int]) -> str | list[int]:
+        if isinstance(value, str) and not _TOKEN_LIST.match(value):
+            raise ValueError(
+                f"expected token ids separated by commas, such as '-1' or '-1,50363', not "
+                f"{value[:40]!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CompatRequest:
