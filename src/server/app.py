@@ -34,3 +34,109 @@ Routers: the OpenAI routes (``openai_routes.py``), the native job route (``nativ
 (``health.py``) when ``PORT_HEALTH == PORT``, ``src.server.realtime.router`` when that module
 exists, and ``src/server/static/`` mounted at ``/`` (``index.html``) last.
 """
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from src.processor import WhisperProcessor
+from src.server import health, native, openai_routes
+from src.server.errors import install_handlers
+from src.server.model import ModelHolder, ProcessorFactory
+from src.server.scheduler import Scheduler
+from src.server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: seconds a shutdown waits for requests under way
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    processor_factory: ProcessorFactory | None = None,
+) -> FastAPI:
+    """The HTTP mode's app (see the module docstring for the state it shares)."""
+    settings = settings or ServerSettings.from_env()
+    worker_settings = settings.worker
+    factory = processor_factory or (lambda: WhisperProcessor.from_settings(worker_settings))
+    holder = ModelHolder(factory, settings.model_idle_timeout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # in the background: the port opens at once and /ping answers 204 until the model is in
+        holder.start_loading()
+        yield
+        await holder.close()
+
+    app = FastAPI(
+        title="whisper-worker",
+        summary="Whisper speech-to-text: OpenAI's audio API, the worker's native jobs, a page",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.model = holder
+    app.state.scheduler = Scheduler(settings.max_queue)
+    install_handlers(app)
+    if settings.port_health == settings.port:
+        app.include_router(health.router)
+    app.include_router(openai_routes.router)
+    app.include_router(native.router)
+    if importlib.util.find_spec("src.server.realtime") is not None:
+        realtime = importlib.import_module("src.server.realtime")
+        app.include_router(realtime.router)
+    if (STATIC_DIR / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page")
+    return app
+
+
+def _server(app: FastAPI, host: str, port: int, lifespan: Literal["on", "off"]) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan=lifespan,
+        # logging is the worker's (src/logging_setup.py); uvicorn's access log would write
+        # query strings (a WebSocket's api_key) and is replaced by one line per request
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return uvicorn.Server(config)
+
+
+async def run_servers(app: FastAPI) -> None:
+    """Serve ``app`` on ``PORT`` and, when it differs, ``/ping`` alone on ``PORT_HEALTH``,
+    until a signal (or ``should_exit`` on the servers) stops them."""
+    settings: ServerSettings = app.state.settings
+    servers = [_server(app, settings.host, settings.port, "on")]
+    if settings.port_health != settings.port:
+        ping_app = health.health_app(app.state.model)
+        servers.append(_server(ping_app, settings.host, settings.port_health, "off"))
+    logger.info(
+        "HTTP mode: port %d, /ping on %d, model %s, queue %d",
+        settings.port,
+        settings.port_health,
+        settings.worker.model,
+        settings.max_queue,
+    )
+    await asyncio.gather(*(server.serve() for server in servers))
+
+
+def serve() -> None:
+    """``WORKER_MODE=http``: read the settings, build the app, serve until stopped."""
+    asyncio.run(run_servers(create_app(ServerSettings.from_env())))
