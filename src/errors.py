@@ -8,8 +8,10 @@ traceback, audio, transcript text or a URL's query string.
     ├── InvalidRequest             the job's input is malformed (field named in the message)
     │   └── UnsupportedOption      a valid option the loaded model cannot honour
     ├── AudioError                 the audio could not be obtained or decoded
-    │   ├── DownloadError          the URL could not be fetched (status, timeout, size cap)
-    │   │   └── BlockedAddress     the URL (or a redirect) points at a forbidden address
+    │   ├── TooLarge               over a size or duration cap (HTTP: 413)
+    │   ├── DownloadError          the URL could not be fetched (status, timeout)
+    │   │   ├── BlockedAddress     the URL (or a redirect) points at a forbidden address
+    │   │   └── DownloadTooLarge   the body is over the byte cap (also a ``TooLarge``)
     │   └── DecodeError            the bytes are not decodable audio (empty, corrupt, no stream)
     └── ModelError                 the model failed while transcribing or could not be loaded
         └── OutOfMemory            the accelerator (or host) ran out of memory during a decode
@@ -50,6 +52,13 @@ class AudioError(WorkerError):
     kind = "audio_error"
 
 
+class TooLarge(AudioError):
+    """The audio is over one of the worker's caps: bytes (``MAX_DOWNLOAD_BYTES``) or seconds
+    (``MAX_AUDIO_SECONDS``)."""
+
+    kind = "too_large"
+
+
 class DownloadError(AudioError):
     """A URL could not be fetched: bad status, timeout, too large, bad scheme."""
 
@@ -60,6 +69,12 @@ class BlockedAddress(DownloadError):
     """The URL or one of its redirects resolves to a private, loopback or link-local address."""
 
     kind = "blocked_address"
+
+
+class DownloadTooLarge(DownloadError, TooLarge):
+    """A download whose body is (or declares itself) over the byte cap."""
+
+    kind = "too_large"
 
 
 class DecodeError(AudioError):
@@ -103,3 +118,14 @@ def is_out_of_memory(error: BaseException | None) -> bool:
             return True
         error = error.__cause__
     return False
+
+
+def model_error(error: Exception, what: str = "transcription") -> WorkerError:
+    """Our error for a runtime's failure (CTranslate2, torch): ``OutOfMemory`` when it ran out
+    of memory, else ``ModelError``; the message names only the exception's type (its text can
+    quote input). Our own errors pass through unchanged."""
+    if isinstance(error, WorkerError):
+        return error
+    if is_out_of_memory(error):
+        return OutOfMemory(f"{what} failed: out of memory ({type(error).__name__})")
+    return ModelError(f"{what} failed: {type(error).__name__}")

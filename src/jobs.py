@@ -1,22 +1,25 @@
-"""One parsed job, run to its output dict: the task chosen, one file or several.
+"""One parsed job, run as a stream of events: the task chosen, one file or several.
 
-``handler.py`` calls ``run_job`` and turns exceptions into ``{"error": ...}``. A several-files job
-(``audios``) never fails as a whole for one bad file: that file's entry carries its error and the
-others their results; the files share one download budget (``MAX_DOWNLOAD_BYTES``).
+``job_events`` is the queue door's pipeline: a ``SegmentEvent`` for each segment as soon as it is
+final (with where it stands among the job's files), then one ``JobOutput`` holding the job's
+output dict. ``run_job`` keeps only the output; ``handler.py`` turns the events into progress
+reports or ``/stream`` items. A several-files job (``audios``) never fails as a whole for one bad
+file: that file's entry carries its error and the others their results; the files share one
+download budget (``MAX_DOWNLOAD_BYTES``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from src.engines.base import Segment
 from src.errors import WorkerError
-from src.processor import WhisperProcessor
-from src.request import AudioInput, Job, NamedAudio, TranscribeOptions, TranscriptionRequest
+from src.processor import JobResult, SegmentDecoded, WhisperProcessor
+from src.request import AudioInput, Job, NamedAudio, TranscribeOptions
 from src.response import build_response, language_response
 
 logger = logging.getLogger(__name__)
@@ -24,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SegmentEvent:
-    """A segment just decoded, with where it stands in its file (for streaming and progress)."""
+    """A segment just decoded, with where it stands in its file and its job."""
 
     segment: Segment
     #: the file's whole duration in seconds
@@ -34,68 +37,81 @@ class SegmentEvent:
     file_count: int
 
 
-EventSink = Callable[[SegmentEvent], None]
+@dataclass(frozen=True)
+class JobOutput:
+    """The job's output dict (what the queue handler returns), always the last event."""
+
+    output: dict[str, Any]
 
 
-def run_job(
-    processor: WhisperProcessor,
-    job: Job,
-    *,
-    job_id: str = "-",
-    on_segment: EventSink | None = None,
-) -> dict[str, Any]:
-    """The job's output dict. Raises ``WorkerError`` for a one-file job that fails."""
+JobEvent = SegmentEvent | JobOutput
+
+
+def job_events(processor: WhisperProcessor, job: Job, *, job_id: str = "-") -> Iterator[JobEvent]:
+    """The job's events. Raises ``WorkerError`` for a one-file job that fails."""
     request = job.request
     if request.audios is not None:
-        return _run_several(processor, request.audios, request.options, job_id, on_segment)
+        yield from _several(processor, job, request.audios, request.options, job_id)
+        return
     assert request.audio is not None  # the request model guarantees one of the two
-    output, _ = _run_one(processor, job, request.audio, job_id, on_segment, None, 0, 1, None)
+    output: dict[str, Any] = {}
+    for event in _one(processor, job, request.audio, job_id, None, 0, 1, None):
+        if isinstance(event, SegmentEvent):
+            yield event
+        else:
+            output = event[0]
+    yield JobOutput(output)
+
+
+def run_job(processor: WhisperProcessor, job: Job, *, job_id: str = "-") -> dict[str, Any]:
+    """The job's output dict alone. Raises ``WorkerError`` for a one-file job that fails."""
+    output: dict[str, Any] = {}
+    for event in job_events(processor, job, job_id=job_id):
+        if isinstance(event, JobOutput):
+            output = event.output
     return output
 
 
-def _run_one(
+def _one(
     processor: WhisperProcessor,
     job: Job,
     audio: AudioInput,
     job_id: str,
-    on_segment: EventSink | None,
     name: str | None,
     index: int,
     count: int,
     max_bytes: int | None,
-) -> tuple[dict[str, Any], int]:
-    """One file's output, and the bytes of audio it fetched."""
+) -> Iterator[SegmentEvent | tuple[dict[str, Any], int]]:
+    """One file's segment events, then its output and the bytes of audio it fetched."""
     options = job.request.options
     if options.task == "detect_language":
         detected = processor.detect_language(audio, options, job_id=job_id, max_bytes=max_bytes)
-        return language_response(detected), detected.input_bytes
-
-    def forward(segment: Segment, duration: float) -> None:
-        if on_segment is not None:
-            on_segment(SegmentEvent(segment, duration, name, index, count))
-
-    result = processor.process_audio(
+        yield language_response(detected), detected.input_bytes
+        return
+    events = processor.events(
         audio,
         options,
         job_id=job_id,
         also_translate=job.compat is not None and job.compat.translate,
-        on_segment=forward,
         max_bytes=max_bytes,
     )
-    return build_response(result, options, job.compat), result.input_bytes
+    for event in events:
+        if isinstance(event, SegmentDecoded):
+            yield SegmentEvent(event.segment, event.duration, name, index, count)
+        elif isinstance(event, JobResult):
+            yield build_response(event, options, job.compat), event.input_bytes
 
 
-def _run_several(
+def _several(
     processor: WhisperProcessor,
+    job: Job,
     audios: list[NamedAudio],
     options: TranscribeOptions,
     job_id: str,
-    on_segment: EventSink | None,
-) -> dict[str, Any]:
+) -> Iterator[JobEvent]:
     started = time.perf_counter()
     budget = processor.settings.download.max_bytes
     results: list[dict[str, Any]] = []
-    job = Job(request=TranscriptionRequest(audios=audios, options=options))
     for index, audio in enumerate(audios):
         entry: dict[str, Any] = {"name": audio.name}
         if budget <= 0:
@@ -106,22 +122,28 @@ def _run_several(
             results.append(entry)
             continue
         try:
-            output, used = _run_one(
-                processor, job, audio, job_id, on_segment, audio.name, index, len(audios), budget
-            )
-            entry.update(output)
-            budget -= used
+            for event in _one(
+                processor, job, audio, job_id, audio.name, index, len(audios), budget
+            ):
+                if isinstance(event, SegmentEvent):
+                    yield event
+                else:
+                    output, used = event
+                    entry.update(output)
+                    budget -= used
         except WorkerError as e:
             logger.info("job %s: file %d failed: %s", job_id, index, type(e).__name__)
             entry["error"] = str(e)
         results.append(entry)
     failed = sum("error" in r for r in results)
-    return {
-        "results": results,
-        "summary": {
-            "files": len(results),
-            "succeeded": len(results) - failed,
-            "failed": failed,
-            "processing_time": round(time.perf_counter() - started, 3),
-        },
-    }
+    yield JobOutput(
+        {
+            "results": results,
+            "summary": {
+                "files": len(results),
+                "succeeded": len(results) - failed,
+                "failed": failed,
+                "processing_time": round(time.perf_counter() - started, 3),
+            },
+        }
+    )

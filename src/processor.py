@@ -1,9 +1,16 @@
-"""WhisperProcessor: holds the loaded engine and runs one job from audio source to transcript.
+"""WhisperProcessor: holds the loaded engine and runs one file from audio source to transcript.
 
 The engine is loaded once per process (``from_settings``) and warmed up with a short decode, so
 the first real job pays no lazy initialisation. Each job gets its own temporary directory, gone
 when the job ends however it ends; the audio is decoded once and the same array goes to the
 engine (twice for a compat job that also asks for a translation).
+
+``events`` is the pipeline every door consumes: it yields each segment as soon as the engine
+has made it final (``SegmentDecoded``, already clipped to the audio and corrected by the job's
+custom vocabulary), then one ``JobResult``. Progress reports, RunPod's ``/stream`` items, the
+HTTP door's server-sent events and the one-shot result are all built from that one iterator.
+The model is held (``ModelGate``) only while the engine computes its next segment, so a live
+session's short decodes run between a long file's steps.
 
 Work is bounded twice over: a container that declares more than ``max_audio_seconds`` is refused
 before decoding, and the decode itself stops once that much audio has come out (metadata can
@@ -12,33 +19,37 @@ lie). A decode that runs out of accelerator memory is retried once with beam siz
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from src.audio.decode import SAMPLE_RATE, decode_audio, probe_duration
-from src.audio.source import fetch_audio
+from src.audio.decode import decode_audio, probe_duration
+from src.audio.source import AudioSource, fetch_audio
 from src.config import Settings
 from src.engines.base import (
+    SAMPLE_RATE,
+    DecodeInfo,
     DecodeOptions,
+    Decoding,
     Engine,
     LanguageGuess,
     ModelInfo,
     Segment,
-    SegmentCallback,
     Transcript,
+    joined_text,
 )
-from src.errors import AudioError, ModelError, OutOfMemory, UnsupportedOption, is_out_of_memory
-from src.request import AudioInput, TranscribeOptions, TranscriptionRequest
+from src.engines.capabilities import check_capability
+from src.errors import AudioError, ModelError, OutOfMemory, TooLarge, is_out_of_memory
+from src.model_gate import ModelGate, Priority
+from src.request import TranscribeOptions, TranscriptionRequest
+from src.timeline import clip_segment
 from src.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -65,6 +76,10 @@ class LoadedAudio:
     download_seconds: float
     decode_seconds: float
 
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
     def timings(self, inference: float) -> Timings:
         """The job's timings once the model has spent ``inference`` seconds on these samples."""
         return Timings(
@@ -87,11 +102,21 @@ class LanguageResult:
 
 
 @dataclass(frozen=True)
+class SegmentDecoded:
+    """One segment, final, as soon as the engine has it; ``duration`` is the whole file's."""
+
+    segment: Segment
+    duration: float
+
+
+@dataclass(frozen=True)
 class JobResult:
     transcript: Transcript
     translation: Transcript | None
     timings: Timings
     model: ModelInfo
+    #: what the decode used (path, beam, temperature schedule, chunks)
+    decode: DecodeInfo
     #: bytes of audio fetched (downloaded or decoded from base64)
     input_bytes: int = 0
 
@@ -101,13 +126,15 @@ class JobResult:
         return self.transcript.duration / self.timings.total if self.timings.total > 0 else 0.0
 
 
+#: what ``WhisperProcessor.events`` yields
+ProcessorEvent = SegmentDecoded | JobResult
+
+
 class WhisperProcessor:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        # One decode at a time: a worker owns one accelerator, and concurrent decodes on it only
-        # compete for the same memory and compute.
-        self._lock = threading.Lock()
+        self.gate = ModelGate()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WhisperProcessor:
@@ -130,8 +157,7 @@ class WhisperProcessor:
         tone = (0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
         options = DecodeOptions(language="en", temperatures=(0.0,), beam_size=1, vad_filter=False)
         started = time.perf_counter()
-        with self._lock:
-            self.engine.transcribe(tone, options)
+        self.decode_samples(tone, options, priority="file")
         logger.info("warm-up decode took %.2f s", time.perf_counter() - started)
 
     def check_supported(self, options: TranscribeOptions) -> None:
@@ -140,109 +166,120 @@ class WhisperProcessor:
             from src.speakers import speaker_encoder
 
             speaker_encoder()  # raises UnsupportedOption when the worker has no speaker model
-        if self.info.multilingual:
-            return
-        if options.task == "translate":
-            raise UnsupportedOption(
-                f"options.task: 'translate' needs a multilingual model; the loaded model "
-                f"{self.info.model!r} is English-only (allowed: 'transcribe')"
-            )
-        if options.language not in (None, "en"):
-            raise UnsupportedOption(
-                f"options.language: the loaded model {self.info.model!r} is English-only "
-                "(allowed: 'en' or null)"
-            )
+        check_capability(self.info, options.task, options.language)
 
     def process(
-        self,
-        request: TranscriptionRequest,
-        *,
-        job_id: str = "-",
-        also_translate: bool = False,
-        on_segment: Callable[[Segment, float], None] | None = None,
+        self, request: TranscriptionRequest, *, job_id: str = "-", also_translate: bool = False
     ) -> JobResult:
-        """A one-file request (``request.audio``); ``audios`` jobs go through ``src.jobs``."""
+        """A one-file request (``request.audio``), collected; ``audios`` jobs go through
+        ``src.jobs``."""
         if request.audio is None:
-            raise UnsupportedOption("audio: this call takes one file; use src.jobs for 'audios'")
+            raise AudioError("audio: this call takes one file; use src.jobs for 'audios'")
         return self.process_audio(
-            request.audio,
-            request.options,
-            job_id=job_id,
-            also_translate=also_translate,
-            on_segment=on_segment,
+            request.audio, request.options, job_id=job_id, also_translate=also_translate
         )
 
     def process_audio(
         self,
-        source: AudioInput,
+        source: AudioSource,
         options: TranscribeOptions,
         *,
         job_id: str = "-",
         also_translate: bool = False,
-        on_segment: Callable[[Segment, float], None] | None = None,
         max_bytes: int | None = None,
     ) -> JobResult:
-        """Fetch, decode and transcribe one file. ``max_bytes`` lowers the download cap (the
-        rest of a several-files job's budget). ``on_segment`` gets each segment as it is decoded
-        with the file's duration, for streaming and progress."""
+        """``events`` run to its end: the result alone."""
+        for event in self.events(
+            source, options, job_id=job_id, also_translate=also_translate, max_bytes=max_bytes
+        ):
+            if isinstance(event, JobResult):
+                return event
+        raise AssertionError("events() ended without a result")  # pragma: no cover
+
+    def events(
+        self,
+        source: AudioSource,
+        options: TranscribeOptions,
+        *,
+        job_id: str = "-",
+        also_translate: bool = False,
+        max_bytes: int | None = None,
+    ) -> Iterator[ProcessorEvent]:
+        """Fetch, decode and transcribe one file: each segment as soon as it is final, then the
+        result. ``max_bytes`` lowers the download cap (the rest of a several-files job's
+        budget). Closing the generator early stops the decode at its next step."""
         self.check_supported(options)
         if also_translate:
             self.check_supported(options.model_copy(update={"task": "translate"}))
         loaded = self.load_audio(source, options, max_bytes=max_bytes)
         decode_options = options.decode_options()
-        duration = len(loaded.samples) / SAMPLE_RATE
-        callback: SegmentCallback | None = None
-        if on_segment is not None:
-            callback = functools.partial(_with_duration, on_segment, duration)
+        duration = loaded.duration
+        vocabulary = Vocabulary(options.custom_vocabulary) if options.custom_vocabulary else None
         started = time.perf_counter()
-        with self._lock:
-            transcript = self._transcribe(loaded.samples, decode_options, job_id, callback)
-            translation = None
-            if also_translate:
-                translation = self._transcribe(
-                    loaded.samples, replace(decode_options, task="translate"), job_id, None
-                )
-        if options.custom_vocabulary:
-            vocabulary = Vocabulary(options.custom_vocabulary)
-            transcript = vocabulary.apply(transcript)
+        segments: list[Segment] = []
+        decoding = self._start(loaded.samples, decode_options)
+        for segment in self._segments(loaded.samples, decoding, decode_options, job_id):
+            segment = clip_segment(segment, duration)
+            if vocabulary is not None:
+                segment = vocabulary.segment(segment)
+            segments.append(segment)
+            yield SegmentDecoded(segment, duration)
+        info = decoding.info
+        transcript = Transcript(
+            text=joined_text(segments),
+            language=info.language,
+            language_probability=info.language_probability,
+            duration=duration,
+            segments=tuple(segments),
+        )
+        translation = None
+        if also_translate:
+            translation = self._collect(loaded.samples, replace(decode_options, task="translate"))
         if options.diarize:
             transcript = self._diarize(loaded.samples, transcript, options)
         inference = time.perf_counter() - started
 
         timings = loaded.timings(inference)
-        result = JobResult(transcript, translation, timings, self.info, loaded.size_bytes)
+        result = JobResult(transcript, translation, timings, self.info, info, loaded.size_bytes)
         logger.info(
-            "job %s: %.1f s audio, language %s, %d segments; download %.2f s, decode %.2f s, "
-            "inference %.2f s, %.1fx real time",
+            "job %s: %.1f s audio, language %s, %d segments (%s, beam %d%s); download %.2f s, "
+            "decode %.2f s, inference %.2f s, %.1fx real time",
             job_id,
             transcript.duration,
             transcript.language,
             len(transcript.segments),
+            info.path,
+            info.beam_size,
+            f", {info.chunks} chunks" if info.chunks is not None else "",
             timings.download,
             timings.decode,
             timings.inference,
             result.realtime_factor,
         )
-        return result
+        yield result
+
+    def decode_samples(
+        self, samples: np.ndarray, options: DecodeOptions, *, priority: Priority = "live"
+    ) -> Transcript:
+        """One whole decode of samples already in memory (16 kHz mono float32), holding the
+        model throughout: for live sessions' short decodes, which go before file steps."""
+        with self.gate.hold(priority):
+            return self.engine.transcribe(samples, options)
 
     def detect_language(
         self,
-        source: AudioInput,
+        source: AudioSource,
         options: TranscribeOptions,
         *,
         job_id: str = "-",
         max_bytes: int | None = None,
     ) -> LanguageResult:
         """The most likely languages of one file, without transcribing it."""
-        if not self.info.multilingual:
-            raise UnsupportedOption(
-                f"options.task: 'detect_language' needs a multilingual model; the loaded model "
-                f"{self.info.model!r} is English-only"
-            )
+        check_capability(self.info, "detect_language")
         loaded = self.load_audio(source, options, max_bytes=max_bytes)
         started = time.perf_counter()
         vad = options.decode_options().vad if options.vad_filter else None
-        with self._lock:
+        with self.gate.hold("file"):
             guesses = self.engine.detect_language(loaded.samples, vad)
         if not guesses:
             raise AudioError("audio: no speech found to detect a language from")
@@ -250,11 +287,10 @@ class WhisperProcessor:
         timings = loaded.timings(inference)
         logger.info("job %s: language detection in %.2f s", job_id, inference)
         top = tuple(guesses[: options.top_languages])
-        duration = len(loaded.samples) / SAMPLE_RATE
-        return LanguageResult(top, duration, timings, self.info, loaded.size_bytes)
+        return LanguageResult(top, loaded.duration, timings, self.info, loaded.size_bytes)
 
     def load_audio(
-        self, source: AudioInput, options: TranscribeOptions, *, max_bytes: int | None = None
+        self, source: AudioSource, options: TranscribeOptions, *, max_bytes: int | None = None
     ) -> LoadedAudio:
         """Download (or decode base64) into a per-job temp dir, then decode once to samples."""
         limits = self.settings.download
@@ -285,51 +321,95 @@ class WhisperProcessor:
             max_speakers=options.max_speakers,
         )
 
-    def _transcribe(
-        self,
-        audio: np.ndarray,
-        options: DecodeOptions,
-        job_id: str,
-        on_segment: SegmentCallback | None,
-    ) -> Transcript:
-        """One engine call; on out-of-memory, free what can be freed and retry once, lighter.
-
-        A retry after segments were already streamed would stream them twice, so the callback
-        is only given to the first attempt; the retry's result is still complete.
-        """
+    def _start(self, audio: np.ndarray, options: DecodeOptions) -> Decoding:
+        """Begin a decode (VAD, chunk plan, language) holding the model; retried lighter once
+        on out-of-memory."""
         try:
-            return self.engine.transcribe(audio, options, on_segment)
+            with self.gate.hold("file"):
+                return self.engine.decode(audio, options)
         except ModelError as e:
             if not is_out_of_memory(e):
                 raise
-            logger.warning(
-                "job %s: out of memory (beam_size %s, best_of %d); retrying once with 1 and 1",
-                job_id,
-                options.beam_size or "default",
-                options.best_of,
-            )
         release_memory()
+        with self.gate.hold("file"):
+            return self.engine.decode(audio, _lighter(options))
+
+    def _collect(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """A whole decode, step by step through the gate."""
+        decoding = self._start(audio, options)
+        duration = decoding.info.duration
+        segments = tuple(
+            clip_segment(s, duration) for s in self._segments(audio, decoding, options, "-")
+        )
+        return Transcript(
+            text=joined_text(segments),
+            language=decoding.info.language,
+            language_probability=decoding.info.language_probability,
+            duration=duration,
+            segments=segments,
+        )
+
+    def _segments(
+        self, audio: np.ndarray, decoding: Decoding, options: DecodeOptions, job_id: str
+    ) -> Iterator[Segment]:
+        """The decode's segments, each step holding the model; on out-of-memory the decode is
+        run again once with beam size 1, and only what lies after the segments already given
+        comes from the retry. Closing this generator closes the engine's."""
+        given_until = 0.0
         try:
-            return self.engine.transcribe(audio, replace(options, beam_size=1, best_of=1))
-        except ModelError as e:
-            if not is_out_of_memory(e):
-                raise
+            try:
+                for segment in self._stepped(decoding.segments):
+                    given_until = segment.end
+                    yield segment
+                return
+            except ModelError as e:
+                if not is_out_of_memory(e):
+                    raise
+                logger.warning(
+                    "job %s: out of memory (beam_size %s, best_of %d); retrying once with 1 and 1",
+                    job_id,
+                    options.beam_size or "default",
+                    options.best_of,
+                )
             release_memory()
-            raise OutOfMemory(
-                "transcription failed: the model ran out of memory, also when retried with "
-                "beam_size 1; send shorter audio or use a smaller model"
-            ) from e
+            retry = self._start(audio, _lighter(options))
+            try:
+                for segment in self._stepped(retry.segments):
+                    if segment.start >= given_until - 0.01:
+                        yield segment
+            except ModelError as e:
+                if not is_out_of_memory(e):
+                    raise
+                release_memory()
+                raise OutOfMemory(
+                    "transcription failed: the model ran out of memory, also when retried with "
+                    "beam_size 1; send shorter audio or use a smaller model"
+                ) from e
+        finally:
+            _close(decoding.segments)
+
+    def _stepped(self, segments: Iterator[Segment]) -> Iterator[Segment]:
+        """``segments`` pulled one at a time, each pull holding the model."""
+        try:
+            while True:
+                with self.gate.hold("file"):
+                    segment = next(segments, None)
+                if segment is None:
+                    return
+                yield segment
+        finally:
+            _close(segments)
 
     def _check_declared_duration(self, path: Path) -> None:
         """Refuse, before decoding, audio whose container already says it is too long."""
         declared = probe_duration(path)
         if declared is not None and declared > self.settings.max_audio_seconds:
-            raise AudioError(self._too_long(declared))
+            raise TooLarge(self._too_long(declared))
 
     def _check_duration(self, audio: np.ndarray) -> None:
         seconds = len(audio) / SAMPLE_RATE
         if seconds > self.settings.max_audio_seconds:
-            raise AudioError(self._too_long(seconds))
+            raise TooLarge(self._too_long(seconds))
 
     def _too_long(self, seconds: float) -> str:
         return (
@@ -338,10 +418,14 @@ class WhisperProcessor:
         )
 
 
-def _with_duration(
-    callback: Callable[[Segment, float], None], duration: float, segment: Segment
-) -> None:
-    callback(segment, duration)
+def _lighter(options: DecodeOptions) -> DecodeOptions:
+    return replace(options, beam_size=1, best_of=1)
+
+
+def _close(iterator: Iterator[object]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 def release_memory() -> None:

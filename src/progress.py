@@ -1,76 +1,38 @@
-"""Progress of a running job, reported to whoever can show it.
+"""Progress of a running job: segment events turned into throttled progress reports.
 
-On RunPod, ``runpod.serverless.progress_update`` makes the report visible in ``/status`` while the
-job is ``IN_PROGRESS``; the local endpoint (``src.client.local_endpoint``) registers its own sink
-with ``set_sink`` to do the same. Reports are throttled: each RunPod update is an HTTP request.
+A pure consumer of the job's events (``src.jobs.SegmentEvent``): ``ProgressTracker.update``
+returns a report when one is due, at most one a second (on RunPod each report is an HTTP
+request). Who shows the report is the door's business: ``handler.py`` hands it to RunPod's
+``progress_update`` (visible in ``/status`` while the job is ``IN_PROGRESS``) and yields it from
+``job_updates`` for the local endpoint.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the client's local endpoint imports this module: keep it light
+if TYPE_CHECKING:
     from src.jobs import SegmentEvent
-
-logger = logging.getLogger(__name__)
-
-#: (job, progress) -> None
-ProgressSink = Callable[[dict[str, Any], dict[str, Any]], None]
 
 MIN_INTERVAL_SECONDS = 1.0
 
-_sink: ProgressSink | None = None
-_sink_lock = threading.Lock()
 
+class ProgressTracker:
+    """Counts one job's segments and says, at most once a second, how far the job has got."""
 
-def set_sink(sink: ProgressSink | None) -> None:
-    """Send progress reports to ``sink`` (None restores the default)."""
-    global _sink
-    with _sink_lock:
-        _sink = sink
-
-
-def _runpod_sink(job: dict[str, Any], progress: dict[str, Any]) -> None:
-    from runpod.serverless import progress_update
-
-    progress_update(job, progress)
-
-
-def current_sink() -> ProgressSink | None:
-    """The registered sink, else RunPod's when running on RunPod, else none."""
-    with _sink_lock:
-        if _sink is not None:
-            return _sink
-    if os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
-        return _runpod_sink
-    return None
-
-
-class ProgressReporter:
-    """Turns segment events into throttled progress reports for one job."""
-
-    def __init__(
-        self,
-        job: dict[str, Any],
-        sink: ProgressSink,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._job = job
-        self._sink = sink
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._last = -MIN_INTERVAL_SECONDS
         self._segments = 0
 
-    def __call__(self, event: SegmentEvent) -> None:
+    def update(self, event: SegmentEvent) -> dict[str, Any] | None:
+        """The report for this event, or None when the last one was under a second ago."""
         self._segments += 1
         now = self._clock()
         if now - self._last < MIN_INTERVAL_SECONDS:
-            return
+            return None
         self._last = now
         report: dict[str, Any] = {
             "status": "transcribing",
@@ -80,8 +42,8 @@ class ProgressReporter:
             "file_count": event.file_count,
         }
         if event.duration > 0:
-            report["fraction"] = round(min(event.segment.end / event.duration, 1.0), 3)
-        try:
-            self._sink(self._job, report)
-        except Exception as e:  # progress is best effort: never fail the job for it
-            logger.warning("progress report failed: %s", type(e).__name__)
+            fraction = min(event.segment.end / event.duration, 1.0)
+            if event.file_count > 1:
+                fraction = (event.file_index + fraction) / event.file_count
+            report["fraction"] = round(fraction, 3)
+        return report

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from src.engines.base import DecodeOptions, Task, VadParameters
+from src.engines.base import DECODE_DEFAULTS, DecodeOptions, Task, VadParameters
 from src.errors import InvalidRequest
 from src.formats import CueLayout
 from src.languages import LANGUAGES
@@ -49,6 +49,11 @@ MAX_TERM_CHARS = 100
 MAX_FILES = 20
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+#: the decode defaults (one place: ``src.engines.base.DecodeOptions``)
+_D = DECODE_DEFAULTS
+#: the step of the default temperature schedule (0.0, 0.2, ... 1.0)
+_FALLBACK_STEP = round(_D.temperatures[1] - _D.temperatures[0], 6)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -98,16 +103,6 @@ class SubtitleLayout(BaseModel):
         )
 
 
-class VadOptions(BaseModel):
-    """Voice-activity-detection tuning; see ``VadParameters``."""
-
-    model_config = _STRICT
-
-    threshold: Probability = 0.5
-    min_silence_duration_ms: Annotated[int, Field(ge=0, le=10_000)] = 1000
-    speech_pad_ms: Annotated[int, Field(ge=0, le=2_000)] = 400
-
-
 class TranscribeOptions(BaseModel):
     """Decoding and output options of one job."""
 
@@ -118,22 +113,26 @@ class TranscribeOptions(BaseModel):
     #: with task "detect_language": how many of the most likely languages to return
     top_languages: Annotated[int, Field(ge=1, le=100)] = 5
     temperature: Probability | Annotated[list[Probability], Field(min_length=1, max_length=10)] = (
-        0.0
+        _D.temperatures[0]
     )
-    temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.2
+    temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = (
+        _FALLBACK_STEP
+    )
     #: None: 5, or 3 on the batched long-audio path (README "Long audio")
-    beam_size: Annotated[int, Field(ge=1, le=10)] | None = None
-    best_of: Annotated[int, Field(ge=1, le=10)] = 5
-    patience: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
-    length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] = 1.0
-    compression_ratio_threshold: Annotated[float, Field(gt=0.0, le=100.0)] | None = 2.4
-    log_prob_threshold: Annotated[float, Field(ge=-100.0, le=0.0)] | None = -1.0
-    no_speech_threshold: Probability | None = 0.6
-    condition_on_previous_text: bool = True
-    initial_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
-    word_timestamps: bool = False
-    vad_filter: bool = True
-    vad_parameters: VadOptions = VadOptions()
+    beam_size: Annotated[int, Field(ge=1, le=10)] | None = _D.beam_size
+    best_of: Annotated[int, Field(ge=1, le=10)] = _D.best_of
+    patience: Annotated[float, Field(gt=0.0, le=10.0)] = _D.patience
+    length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] = _D.length_penalty
+    compression_ratio_threshold: Annotated[float, Field(gt=0.0, le=100.0)] | None = (
+        _D.compression_ratio_threshold
+    )
+    log_prob_threshold: Annotated[float, Field(ge=-100.0, le=0.0)] | None = _D.log_prob_threshold
+    no_speech_threshold: Probability | None = _D.no_speech_threshold
+    condition_on_previous_text: bool = _D.condition_on_previous_text
+    initial_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = _D.initial_prompt
+    word_timestamps: bool = _D.word_timestamps
+    vad_filter: bool = _D.vad_filter
+    vad_parameters: VadParameters = _D.vad
     output_format: OutputFormat = "all"
     custom_vocabulary: dict[str, str] | None = None
     denoise: bool = False
@@ -205,11 +204,7 @@ class TranscribeOptions(BaseModel):
             initial_prompt=self.initial_prompt,
             word_timestamps=self.word_timestamps or self.subtitles is not None or self.diarize,
             vad_filter=self.vad_filter,
-            vad=VadParameters(
-                threshold=self.vad_parameters.threshold,
-                min_silence_duration_ms=self.vad_parameters.min_silence_duration_ms,
-                speech_pad_ms=self.vad_parameters.speech_pad_ms,
-            ),
+            vad=self.vad_parameters,
         )
 
 
@@ -288,18 +283,22 @@ class CompatRequest(BaseModel):
     translate: bool = False
     translation: CompatFormat = "plain_text"
     language: str | None = None
-    temperature: Probability = 0.0
-    best_of: Annotated[int, Field(ge=1, le=10)] = 5
-    beam_size: Annotated[int, Field(ge=1, le=10)] | None = None
-    patience: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    temperature: Probability = _D.temperatures[0]
+    best_of: Annotated[int, Field(ge=1, le=10)] = _D.best_of
+    beam_size: Annotated[int, Field(ge=1, le=10)] | None = _D.beam_size
+    patience: Annotated[float, Field(gt=0.0, le=10.0)] = _D.patience
     length_penalty: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
     suppress_tokens: str | list[int] = "-1"
     initial_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
     condition_on_previous_text: bool = True
-    temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.2
-    compression_ratio_threshold: Annotated[float, Field(gt=0.0, le=100.0)] | None = 2.4
-    logprob_threshold: Annotated[float, Field(ge=-100.0, le=0.0)] | None = -1.0
-    no_speech_threshold: Probability | None = 0.6
+    temperature_increment_on_fallback: Annotated[float, Field(gt=0.0, le=1.0)] | None = (
+        _FALLBACK_STEP
+    )
+    compression_ratio_threshold: Annotated[float, Field(gt=0.0, le=100.0)] | None = (
+        _D.compression_ratio_threshold
+    )
+    logprob_threshold: Annotated[float, Field(ge=-100.0, le=0.0)] | None = _D.log_prob_threshold
+    no_speech_threshold: Probability | None = _D.no_speech_threshold
     enable_vad: bool = True
     word_timestamps: bool = False
 
@@ -381,7 +380,7 @@ def _is_compat_shape(job_input: dict[str, Any]) -> bool:
 _UNION_TAG = re.compile(r"^(str|int|float|bool|list|dict|none)$|[\[\]-]")
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, prefix: str | None = None) -> str:
     """One readable clause per field: ``field.path: what was expected``.
 
     Pydantic reports each branch of a union under a type tag (``temperature.constrained-float``);
@@ -390,6 +389,8 @@ def _describe(error: ValidationError) -> str:
     problems: dict[str, list[str]] = {}
     for item in error.errors(include_url=False, include_input=False):
         parts = [str(p) for p in item["loc"] if not _UNION_TAG.search(str(p))]
+        if prefix is not None:
+            parts.insert(0, prefix)
         where = ".".join(parts) or "input"
         if item["type"] == "extra_forbidden":
             message = "unknown field"
@@ -401,6 +402,19 @@ def _describe(error: ValidationError) -> str:
     return "invalid input: " + "; ".join(
         f"{where}: {' or '.join(messages)}" for where, messages in problems.items()
     )
+
+
+def parse_options(options: Any) -> TranscribeOptions:
+    """Validate the worker's own options alone (another door's extra fields) into
+    ``TranscribeOptions``; failures are ``InvalidRequest`` naming ``options.<field>``."""
+    if not isinstance(options, dict):
+        raise InvalidRequest(
+            f"invalid input: options: expected a JSON object, got {type(options).__name__}"
+        )
+    try:
+        return TranscribeOptions.model_validate(options)
+    except ValidationError as e:
+        raise InvalidRequest(_describe(e, prefix="options")) from None
 
 
 def parse_request(job_input: Any) -> Job:

@@ -53,7 +53,15 @@ def _model_metadata(model: ModelInfo, timings: Timings, duration: float) -> dict
 
 
 def _metadata(result: JobResult) -> dict[str, Any]:
-    return _model_metadata(result.model, result.timings, result.transcript.duration)
+    metadata = _model_metadata(result.model, result.timings, result.transcript.duration)
+    decode = result.decode
+    metadata["decode"] = {
+        "path": decode.path,
+        "beam_size": decode.beam_size,
+        "temperatures": list(decode.temperatures),
+        "chunks": decode.chunks,
+    }
+    return metadata
 
 
 def _compat_text(fmt: CompatFormat, segments: Sequence[Segment], duration: float) -> str:

@@ -31,11 +31,12 @@ class Vocabulary:
         return self._wanted[" ".join(match.group(0).lower().split())]
 
     def apply(self, transcript: Transcript) -> Transcript:
-        segments = tuple(self._segment(s) for s in transcript.segments)
+        segments = tuple(self.segment(s) for s in transcript.segments)
         text = joined_text(segments) if segments else transcript.text
         return replace(transcript, segments=segments, text=text)
 
-    def _segment(self, segment: Segment) -> Segment:
+    def segment(self, segment: Segment) -> Segment:
+        """One segment corrected (its text and its words'): a stage of the segment stream."""
         words = segment.words
         if words is not None:
             words = tuple(self._word(w) for w in words)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 import srt
 
-from src import progress
 from src.config import Settings
 from src.jobs import run_job
 from src.processor import WhisperProcessor
@@ -36,21 +34,15 @@ def base_processor() -> WhisperProcessor:
     return WhisperProcessor.from_settings(Settings.from_env(env))
 
 
-@pytest.fixture
-def progress_reports() -> Iterator[list[dict[str, Any]]]:
-    reports: list[dict[str, Any]] = []
-    progress.set_sink(lambda job, report: reports.append(report))
-    yield reports
-    progress.set_sink(None)
-
-
 def test_stream_yields_segments_then_the_same_result(
     handler_module: ModuleType, manifest: list[Clip]
 ) -> None:
     clip = max(
         (c for c in manifest if c.language == "en" and not c.long_form), key=lambda c: c.duration_s
     )
-    job = {"audio": {"base64": b64_file(clip.path)}, "options": {"word_timestamps": True}}
+    # no temperature fallback: a fallback decode samples, and two samplings differ
+    options = {"word_timestamps": True, "temperature_increment_on_fallback": None}
+    job = {"audio": {"base64": b64_file(clip.path)}, "options": options}
     items = list(handler_module.stream_handler({"id": "stream-job", "input": job}))
     segments = [i for i in items if i.get("type") == "segment"]
     assert len(segments) >= 2
@@ -68,20 +60,27 @@ def test_stream_of_a_bad_job_is_one_error(handler_module: ModuleType) -> None:
     assert len(items) == 1 and "audio.base64" in items[0]["error"]
 
 
-def test_progress_moves_forward(
-    handler_module: ModuleType, manifest: list[Clip], progress_reports: list[dict[str, Any]]
+@pytest.mark.parametrize("vad_filter", [True, False], ids=["batched", "sequential"])
+def test_progress_reports_while_a_long_file_decodes(
+    handler_module: ModuleType, manifest: list[Clip], vad_filter: bool
 ) -> None:
-    # Sequential decoding (no VAD) reports as it goes; the batched long-audio path reports once
-    # its chunks are final.
+    # Both long-audio paths report as they go: the batched one (the default for anything over
+    # 60 s) as each chunk and all before it are final, the sequential one segment by segment.
     long_form = next(c for c in manifest if c.long_form)
-    options = {"output_format": "text", "vad_filter": False}
-    out = run(handler_module, {"audio": {"base64": b64_file(long_form.path)}, "options": options})
-    assert "transcription" in out
-    assert len(progress_reports) >= 2
-    fractions = [r["fraction"] for r in progress_reports]
-    assert fractions == sorted(fractions) and fractions[0] > 0 and fractions[-1] <= 1.0
-    assert all(r["status"] == "transcribing" and r["file_count"] == 1 for r in progress_reports)
-    segments = [r["segments"] for r in progress_reports]
+    options = {"output_format": "text", "vad_filter": vad_filter}
+    job = {
+        "id": "progress",
+        "input": {"audio": {"base64": b64_file(long_form.path)}, "options": options},
+    }
+    updates = list(handler_module.job_updates(job))
+    reports = [u["progress"] for u in updates[:-1]]
+    assert set(updates[-1]) == {"output"} and "transcription" in updates[-1]["output"]
+    assert all(set(u) == {"progress"} for u in updates[:-1])
+    assert len(reports) >= 2
+    fractions = [r["fraction"] for r in reports]
+    assert fractions == sorted(fractions) and 0 < fractions[0] < 0.9 and fractions[-1] <= 1.0
+    assert all(r["status"] == "transcribing" and r["file_count"] == 1 for r in reports)
+    segments = [r["segments"] for r in reports]
     assert segments == sorted(segments)
 
 

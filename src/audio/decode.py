@@ -21,11 +21,11 @@ from typing import IO, Any
 import ffmpeg
 import numpy as np
 
-from src.errors import AudioError, DecodeError
+from src.engines.base import SAMPLE_RATE
+from src.errors import DecodeError, TooLarge
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 
 _BYTES_PER_SAMPLE = 4  # float32
 _READ_SIZE = 1024 * 1024
@@ -40,7 +40,7 @@ def decode_audio(
 
     ``denoise`` inserts ffmpeg's ``afftdn`` filter before resampling. ``max_seconds`` stops
     the decode as soon as more audio than that has come out (container metadata can lie about
-    the duration, the decoded length cannot) and raises ``AudioError``. Every other failure is
+    the duration, the decoded length cannot) and raises ``TooLarge``. Every other failure is
     a ``DecodeError`` whose message says what was wrong with the audio.
     """
     if isinstance(source, bytes):
@@ -131,7 +131,7 @@ def _run_ffmpeg(
             if pcm is None:
                 process.kill()
                 process.wait()
-                raise AudioError(
+                raise TooLarge(
                     f"audio: longer than the limit of {max_seconds:g} s (MAX_AUDIO_SECONDS)"
                 )
             returncode = process.wait()

@@ -39,7 +39,14 @@ from urllib.parse import quote, urljoin, urlsplit
 import certifi
 
 from src.config import DownloadLimits
-from src.errors import BlockedAddress, DecodeError, DownloadError, InvalidRequest
+from src.errors import (
+    BlockedAddress,
+    DecodeError,
+    DownloadError,
+    DownloadTooLarge,
+    InvalidRequest,
+    TooLarge,
+)
 from src.request import AudioInput
 
 logger = logging.getLogger(__name__)
@@ -142,11 +149,34 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme.lower()}://{netloc}{path}"
 
 
-def fetch_audio(audio: AudioInput, workdir: Path, limits: DownloadLimits) -> Path:
-    """Write the job's audio into ``workdir`` and return the file's path.
+@dataclass(frozen=True)
+class UploadedAudio:
+    """Audio a door has already received as a file (an HTTP upload): the door wrote it under
+    its own byte cap into a directory it removes afterwards. Never built from a job's JSON, so
+    no request can name a path on the worker."""
+
+    path: Path
+
+
+#: where a job's audio comes from: the job's URL or base64, or a door's upload
+AudioSource = AudioInput | UploadedAudio
+
+
+def fetch_audio(audio: AudioSource, workdir: Path, limits: DownloadLimits) -> Path:
+    """Write the job's audio into ``workdir`` and return the file's path (an upload is used
+    where it lies, after its size is checked against the cap).
 
     The caller creates and removes ``workdir``, so every file made here goes with it.
     """
+    if isinstance(audio, UploadedAudio):
+        size = audio.path.stat().st_size
+        if size > limits.max_bytes:
+            raise TooLarge(
+                f"file: the upload is {size} bytes, over the limit of {limits.max_bytes} bytes"
+            )
+        if size == 0:
+            raise DecodeError("file: the upload holds no audio (0 bytes)")
+        return audio.path
     if audio.url is not None:
         return download_url(audio.url, workdir, limits)
     if audio.base64 is not None:
@@ -405,7 +435,7 @@ def _check_response(
         )
     declared = _content_length(response)
     if declared is not None and declared > limits.max_bytes:
-        raise DownloadError(
+        raise DownloadTooLarge(
             f"{_FIELD_URL}: {target.redacted} is {declared} bytes, over the limit of "
             f"{limits.max_bytes} bytes"
         )
@@ -485,7 +515,7 @@ def _copy_capped(
             return size
         size += len(chunk)
         if size > limits.max_bytes:
-            raise DownloadError(
+            raise DownloadTooLarge(
                 f"{_FIELD_URL}: {target.redacted} is larger than the limit of "
                 f"{limits.max_bytes} bytes"
             )
@@ -528,7 +558,7 @@ def decode_base64(data: str, dest_dir: Path, max_bytes: int) -> Path:
     compact += "=" * (-len(compact) % 4)
     estimated = len(compact) // 4 * 3 - compact[-2:].count("=")
     if estimated > max_bytes:
-        raise InvalidRequest(_too_large(estimated, max_bytes))
+        raise TooLarge(_too_large(estimated, max_bytes))
     try:
         raw = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
@@ -539,7 +569,7 @@ def decode_base64(data: str, dest_dir: Path, max_bytes: int) -> Path:
     if not raw:
         raise DecodeError(f"{_FIELD_BASE64}: holds no audio (0 bytes after decoding)")
     if len(raw) > max_bytes:
-        raise InvalidRequest(_too_large(len(raw), max_bytes))
+        raise TooLarge(_too_large(len(raw), max_bytes))
     fd, name = tempfile.mkstemp(prefix="audio-", dir=dest_dir)
     with os.fdopen(fd, "wb") as out:
         out.write(raw)

@@ -2,19 +2,29 @@
 
 An engine wraps one loaded Whisper model. It receives the already decoded audio (16 kHz mono
 float32, the same array for every engine) and engine-neutral ``DecodeOptions``, and returns a
-``Transcript`` whose timestamps are seconds on the original audio's timeline.
+``Decoding``: what the decode will use (``DecodeInfo``, known before the first segment, as
+faster-whisper's ``TranscriptionInfo`` is) and a lazy iterator of ``Segment``s, each given as soon
+as it is final, in timeline order, with timestamps in seconds on the original audio's timeline.
+Everything downstream (progress, streaming, the one-shot result, the HTTP and live doors) is a
+consumer of that iterator. Closing it early stops the decode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
+from pydantic import ConfigDict, Field
+
+#: what every engine takes: mono float32 samples at this rate (``src.audio.decode`` makes them)
+SAMPLE_RATE = 16000
 
 Task = Literal["transcribe", "translate"]
 EngineName = Literal["faster-whisper", "openai-whisper"]
+#: how a file was decoded: window after window, or VAD-cut chunks in batches (long audio)
+DecodePath = Literal["sequential", "batched"]
 
 
 @dataclass(frozen=True)
@@ -58,21 +68,35 @@ class Transcript:
 
 @dataclass(frozen=True)
 class VadParameters:
-    """Voice-activity detection settings (Silero VAD, as shipped with faster-whisper)."""
+    """Voice-activity detection settings (Silero VAD, as shipped with faster-whisper).
 
-    threshold: float = 0.5
-    min_silence_duration_ms: int = 1000
-    speech_pad_ms: int = 400
+    The one VAD settings type: the job model validates it as it is (the bounds below are the
+    job's limits), the engines read it, and ``src.engines.vad.vad_options`` alone maps it onto
+    faster-whisper's own ``VadOptions``.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    min_silence_duration_ms: Annotated[int, Field(ge=0, le=10_000)] = 1000
+    speech_pad_ms: Annotated[int, Field(ge=0, le=2_000)] = 400
 
 
-#: beam width when a job gives none: openai-whisper's and faster-whisper's default (the batched
-#: long-audio path has its own, ``src.engines.batched.BATCHED_BEAM_SIZE``)
+#: beam width when a job gives none: openai-whisper's and faster-whisper's default
 DEFAULT_BEAM_SIZE = 5
+#: beam width of the batched long-audio path when a job gives none: over the benchmark's five
+#: long files (bench/README.md) 3 was as accurate as 5 (pooled WER 9.3% against 9.7%) and 1.15x
+#: faster on the CPU
+BATCHED_BEAM_SIZE = 3
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """Everything an engine needs to decode, independent of the request's wire format."""
+    """Everything an engine needs to decode, independent of the request's wire format.
+
+    These defaults are the worker's decode defaults: the job model (``src.request``) takes its
+    own from here.
+    """
 
     task: Task = "transcribe"
     language: str | None = None
@@ -96,6 +120,49 @@ class DecodeOptions:
         return self.beam_size if self.beam_size is not None else default
 
 
+#: the worker's decode defaults, read by the job model
+DECODE_DEFAULTS = DecodeOptions()
+
+
+@dataclass(frozen=True)
+class DecodeInfo:
+    """What a decode uses, known before its first segment (as faster-whisper's
+    ``TranscriptionInfo``): reported in the job's metadata."""
+
+    language: str
+    language_probability: float
+    duration: float
+    path: DecodePath
+    beam_size: int
+    #: the fallback schedule; the batched path decodes at the first temperature only and falls
+    #: back to the sequential decoder (with the whole schedule) for a chunk that looks wrong
+    temperatures: tuple[float, ...]
+    #: VAD-cut chunks of the batched path (None on the sequential path)
+    chunks: int | None = None
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """A decode under way: its ``info`` now, its segments as they become final.
+
+    ``segments`` is single-pass (a generator): consume it once; ``close()`` it to stop early.
+    """
+
+    info: DecodeInfo
+    segments: Iterator[Segment]
+
+    def collect(self) -> Transcript:
+        """Run the decode to its end into one ``Transcript``."""
+        segments = tuple(self.segments)
+        return Transcript(
+            text=joined_text(segments),
+            language=self.info.language,
+            language_probability=self.info.language_probability,
+            duration=self.info.duration,
+            segments=segments,
+        )
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the loaded model is and where it runs; reported in every job's metadata."""
@@ -107,10 +174,6 @@ class ModelInfo:
     multilingual: bool
 
 
-#: called with each segment as soon as the engine has decoded it (streaming, progress)
-SegmentCallback = Callable[[Segment], None]
-
-
 @dataclass(frozen=True)
 class LanguageGuess:
     language: str
@@ -118,22 +181,19 @@ class LanguageGuess:
 
 
 class Engine(Protocol):
-    """A loaded Whisper model that turns a waveform into a ``Transcript``."""
+    """A loaded Whisper model that turns a waveform into segments."""
 
     @property
     def info(self) -> ModelInfo: ...
 
-    def transcribe(
-        self,
-        audio: np.ndarray,
-        options: DecodeOptions,
-        on_segment: SegmentCallback | None = None,
-    ) -> Transcript:
-        """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure.
+    def decode(self, audio: np.ndarray, options: DecodeOptions) -> Decoding:
+        """Start decoding ``audio`` (16 kHz mono float32): the language is known on return, the
+        segments come lazily, each as soon as it is final. Raises ``ModelError`` on failure (on
+        return or while iterating) and ``UnsupportedOption`` for what the model cannot do."""
+        ...
 
-        ``on_segment`` sees every segment of the result, in order, as early as the engine can
-        give it (faster-whisper: as each is decoded; openai-whisper: at the end).
-        """
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """``decode`` run to its end."""
         ...
 
     def detect_language(self, audio: np.ndarray, vad: VadParameters | None) -> list[LanguageGuess]:

@@ -12,59 +12,58 @@ work:
    one window; each chunk is a contiguous stretch of the original audio.
 2. The language is detected once, on the first chunk's encoder output (which is then reused),
    never per chunk.
-3. Round one decodes every chunk, in groups of up to ``batch_size`` windows; each group is
-   encoded, decoded in one beam search and word-aligned (cross-attention, on the same encoder
-   output). On a multi-core CPU two groups run side by side (``lanes``).
+3. Chunks are decoded in steps, in timeline order: each step takes the continuations still
+   owed (below) and the next chunks, in groups of windows (one group per lane, growing from
+   one window towards ``batch_size`` so that the first segments come out early and later
+   steps keep the hardware busy); each group is encoded, decoded in one beam search and
+   word-aligned (cross-attention, on the same encoder output). On a multi-core CPU two groups
+   run side by side (``lanes``).
 4. Where detected speech remains after a window's last aligned word, the model stopped early:
-   the rest of the chunk is decoded in the next round, from that word on, with the chunk's text
+   the rest of the chunk is decoded in the next step, from that word on, with the chunk's text
    so far as the prompt (as the sequential decoder conditions on earlier text), for up to
-   ``MAX_ROUNDS`` rounds. A continuation the model calls silence is dropped.
+   ``MAX_ROUNDS`` pieces per chunk. A continuation the model calls silence is dropped.
 5. ``chunk_checks.suspicious`` looks at each chunk's text; a chunk that is empty while it holds
    speech, repetitive, improbable, in another script, or far sparser than the file's median is
    decoded again by the sequential decoder with the job's whole option set. A chunk the model
    itself calls silence is dropped, as the sequential decoder drops such windows.
 6. Each piece of text is cut at its sentence ends by its word timings (``sentences``), so long
    audio gives sentence-sized segments on the original timeline; words are returned when asked.
+7. A chunk's segments are released (yielded) as soon as it and every chunk before it are
+   final: decode order may differ from timeline order, output order never does. The file's
+   median reading rate (for the "sparse" check) is taken over the chunks final so far, once
+   there are enough of them.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from ctranslate2 import StorageView
-from faster_whisper import WhisperModel
-from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
-from src.engines.base import DecodeOptions, Segment, Word
+from src.engines.base import BATCHED_BEAM_SIZE, SAMPLE_RATE, DecodeOptions, Segment, Word
 from src.engines.chunk_checks import is_silence, median_words_per_second, suspicious
-from src.engines.chunks import SAMPLE_RATE, Chunk, ChunkPlan, plan
+from src.engines.chunks import Chunk, ChunkPlan, plan
+from src.engines.fw_internals import ModelInternals, compression_ratio
 from src.engines.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
 
 #: encoder frames in one 30 s window
 N_FRAMES = 3000
-#: faster-whisper's (and openai-whisper's) defaults for attaching punctuation to words
-PREPEND_PUNCTUATIONS = "\"'“¿([{-"
-APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 #: detected speech left after a window's last word that means the model stopped early (VAD
 #: regions are padded, 0.4 s by default, so a window read to its end leaves up to about 1 s)
 MIN_TAIL_SPEECH_S = 1.5
 #: a continuation must start at least this far into its piece (no loop that reads nothing)
 MIN_PROGRESS_S = 1.0
-#: rounds of decoding per chunk: the chunk, then up to three continuations
+#: pieces decoded per chunk: the chunk, then up to three continuations
 MAX_ROUNDS = 4
-#: beam width when the job gives none: over the benchmark's five long files (bench/README.md)
-#: 3 was as accurate as 5 (pooled WER 9.3% against 9.7%) and 1.15x faster on the CPU
-BATCHED_BEAM_SIZE = 3
 
 #: decodes one chunk sequentially: (audio of the chunk, options, language) -> segments
 SequentialDecode = Callable[[np.ndarray, DecodeOptions, str], list[Segment]]
@@ -79,6 +78,8 @@ class Piece:
     start: float
     end: float
     context: tuple[int, ...] = ()
+    #: 0 for the chunk itself, then 1, 2, ... for its continuations
+    round: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,18 @@ class _Job:
     initial: tuple[int, ...]
     suppress_tokens: tuple[int, ...]
     options: DecodeOptions
-    #: encoder outputs computed before the rounds (the first chunk, after language detection)
+    #: encoder outputs computed before the steps (the first chunk, after language detection)
     encoded: dict[Piece, np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchedStart:
+    """A batched decode begun: the plan and language now, the segments lazily."""
+
+    language: str
+    language_probability: float
+    chunks: int
+    segments: Iterator[Segment]
 
 
 def _shift(segment: Segment, offset: float) -> Segment:
@@ -132,7 +143,7 @@ class BatchedDecoder:
 
     def __init__(
         self,
-        workers: WhisperModel,
+        workers: ModelInternals,
         sequential: SequentialDecode,
         *,
         batch_size: int = 8,
@@ -146,46 +157,78 @@ class BatchedDecoder:
         self.encode_batch = encode_batch
         self.last_stats = BatchStats()
 
+    def start(self, audio: np.ndarray, options: DecodeOptions) -> BatchedStart:
+        """Plan the chunks and settle the language now; decode as the segments are pulled."""
+        chunk_plan = plan(audio, options.vad)
+        stats = BatchStats(chunks=len(chunk_plan.chunks))
+        self.last_stats = stats
+        if not chunk_plan.chunks:
+            language = options.language or "en"
+            return BatchedStart(language, 1.0 if options.language else 0.0, 0, iter(()))
+        encoded: dict[Piece, np.ndarray] = {}
+        first = Piece(0, chunk_plan.chunks[0].start, chunk_plan.chunks[0].end)
+        language, probability = self._language(audio, options, first, encoded)
+        tokenizer = self._model.tokenizer(options.task, language)
+        prompt = options.initial_prompt
+        initial = tuple(tokenizer.encode(" " + prompt.strip())) if prompt else ()
+        suppress = self._model.suppressed_tokens(tokenizer)
+        job = _Job(audio, tokenizer, initial, suppress, options, encoded)
+        segments = self._segments(job, chunk_plan, language, stats)
+        return BatchedStart(language, probability, len(chunk_plan.chunks), segments)
+
     def transcribe(
         self, audio: np.ndarray, options: DecodeOptions
     ) -> tuple[list[Segment], str, float]:
-        """Segments on the original timeline, the language and its probability."""
-        chunk_plan = plan(audio, options.vad)
+        """All segments at once, the language and its probability."""
+        started = self.start(audio, options)
+        return list(started.segments), started.language, started.language_probability
+
+    def _steps(self) -> Iterator[int]:
+        """How many new chunks each step takes: one window per lane first, then twice as many
+        each step up to full batches (the first segments come early, later steps fill the
+        hardware)."""
+        group = 1
+        while True:
+            yield group * self.lanes
+            group = min(group * 2, self.batch_size)
+
+    def _segments(
+        self, job: _Job, chunk_plan: ChunkPlan, language: str, stats: BatchStats
+    ) -> Iterator[Segment]:
+        """Each chunk's checked segments, in timeline order, as soon as it and all chunks before
+        it are final."""
         chunks = chunk_plan.chunks
-        stats = BatchStats(chunks=len(chunks))
-        self.last_stats = stats
-        if not chunks:
-            return [], options.language or "en", 1.0 if options.language else 0.0
-        encoded: dict[Piece, np.ndarray] = {}
-        pieces = [Piece(i, c.start, c.end) for i, c in enumerate(chunks)]
-        language, probability = self._language(audio, options, pieces[0], encoded)
-        tokenizer = Tokenizer(
-            self._model.hf_tokenizer,
-            self._model.model.is_multilingual,
-            task=options.task,
-            language=language,
-        )
-        prompt = options.initial_prompt
-        initial = tuple(tokenizer.encode(" " + prompt.strip())) if prompt else ()
-        suppress = tuple(get_suppressed_tokens(tokenizer, [-1]) or ())
-        job = _Job(audio, tokenizer, initial, suppress, options, encoded)
-
         texts: list[list[Segment]] = [[] for _ in chunks]
-        for _ in range(MAX_ROUNDS):
-            following = []
-            for decoded in self._decode(job, pieces):
-                if decoded.piece.context and is_silence([decoded.segment], options):
-                    continue  # the rest of the window held no more speech: nothing was lost
-                texts[decoded.piece.chunk].append(decoded.segment)
-                rest = self._rest(decoded, chunk_plan)
-                if rest is not None:
-                    following.append(rest)
-            pieces = following
-            if not pieces:
+        final = [False] * len(chunks)
+        queued = [Piece(i, c.start, c.end) for i, c in enumerate(chunks)]
+        owed: list[Piece] = []  # continuations for the next step
+        released = 0
+        next_id = 1
+        for size in self._steps():
+            if not queued and not owed:
                 break
-            stats.continued += len(pieces)
-
-        out = self._checked(audio, chunks, texts, options, language, stats)
+            taken, queued = queued[:size], queued[size:]
+            pieces = owed + taken
+            owed = []
+            for decoded in self._decode(job, pieces):
+                piece = decoded.piece
+                if not (piece.context and is_silence([decoded.segment], job.options)):
+                    texts[piece.chunk].append(decoded.segment)
+                    rest = self._rest(decoded, chunk_plan)
+                    if rest is not None:
+                        owed.append(rest)
+                        stats.continued += 1
+                        continue
+                final[piece.chunk] = True
+            median = self._median(chunks, texts, final)
+            if median is None and not all(final):
+                continue  # the "sparse" check needs the reading rate of a few chunks first
+            while released < len(chunks) and final[released]:
+                chunk, text = chunks[released], texts[released]
+                for segment in self._checked(job, language, released, chunk, text, median):
+                    yield replace(segment, id=next_id)
+                    next_id += 1
+                released += 1
         if stats.redecoded or stats.continued:
             logger.info(
                 "batched decode: %d chunks, %d continued, %d decoded again (%s)",
@@ -194,51 +237,57 @@ class BatchedDecoder:
                 len(stats.redecoded),
                 ", ".join(sorted(set(stats.redecoded.values()))) or "-",
             )
-        return [replace(s, id=i) for i, s in enumerate(out, start=1)], language, probability
+
+    def _median(
+        self, chunks: list[Chunk], texts: list[list[Segment]], final: list[bool]
+    ) -> float | None:
+        """The reading rate over the chunks final so far (None until enough of them)."""
+        done = [i for i, f in enumerate(final) if f]
+        return median_words_per_second(
+            [chunks[i] for i in done], [_with_text(texts[i]) for i in done]
+        )
 
     def _checked(
         self,
-        audio: np.ndarray,
-        chunks: list[Chunk],
-        texts: list[list[Segment]],
-        options: DecodeOptions,
+        job: _Job,
         language: str,
-        stats: BatchStats,
+        index: int,
+        chunk: Chunk,
+        segments: list[Segment],
+        median_wps: float | None,
     ) -> list[Segment]:
-        """Each chunk's text, checked: silence dropped, suspicious chunks decoded again, the rest
-        cut at sentence ends (words kept only when the job asked for them)."""
-        texts = [[s for s in segments if s.text.strip()] for segments in texts]
-        median_wps = median_words_per_second(chunks, texts)
-        pinned = replace(options, language=language)
-        out: list[Segment] = []
-        for i, (chunk, segments) in enumerate(zip(chunks, texts, strict=True)):
-            if is_silence(segments, options):
-                stats.dropped_as_silence += 1
-                continue
-            reason = suspicious(chunk, segments, options, language, median_wps)
-            if reason is not None:
-                stats.redecoded[i] = reason
-                first, last = int(chunk.start * SAMPLE_RATE), int(chunk.end * SAMPLE_RATE)
-                again = self._sequential(audio[first:last], pinned, language)
-                out.extend(_shift(s, chunk.start) for s in again)
-                continue
-            for segment in segments:
-                for part in split_sentences(segment):
-                    out.append(part if options.word_timestamps else replace(part, words=None))
+        """One chunk's text, checked: silence dropped, a suspicious chunk decoded again, the
+        rest cut at sentence ends (words kept only when the job asked for them)."""
+        options, stats = job.options, self.last_stats
+        segments = _with_text(segments)
+        if is_silence(segments, options):
+            stats.dropped_as_silence += 1
+            return []
+        reason = suspicious(chunk, segments, options, language, median_wps)
+        if reason is not None:
+            stats.redecoded[index] = reason
+            first, last = int(chunk.start * SAMPLE_RATE), int(chunk.end * SAMPLE_RATE)
+            pinned = replace(options, language=language)
+            again = self._sequential(job.audio[first:last], pinned, language)
+            return [_shift(s, chunk.start) for s in again]
+        out = []
+        for segment in segments:
+            for part in split_sentences(segment):
+                out.append(part if options.word_timestamps else replace(part, words=None))
         return out
 
     def _rest(self, decoded: Decoded, chunk_plan: ChunkPlan) -> Piece | None:
         """What is left of the piece when the model stopped before its speech ended."""
         piece, words = decoded.piece, decoded.segment.words
-        if not words:
+        if not words or piece.round + 1 >= MAX_ROUNDS:
             return None  # nothing read: the checks decide (empty, or silence)
         last = words[-1].end
         if last < piece.start + MIN_PROGRESS_S:
             return None
         if chunk_plan.speech_between(last, piece.end) < MIN_TAIL_SPEECH_S:
             return None
-        # at most MAX_ROUNDS pieces of text: ``_prompts`` keeps the part the model can take
-        return Piece(piece.chunk, last, piece.end, piece.context + decoded.tokens)
+        # ``_prompts`` keeps the part of the context the model can take
+        return Piece(piece.chunk, last, piece.end, piece.context + decoded.tokens, piece.round + 1)
 
     def _language(
         self,
@@ -250,18 +299,17 @@ class BatchedDecoder:
         """The job's language, or the one detected once on the first chunk (never per chunk)."""
         if options.language is not None:
             return options.language, 1.0
-        if not self._model.model.is_multilingual:
+        if not self._model.multilingual:
             return "en", 1.0
         output = self._model.encode(self._features(audio, first)[None])
         if self.encode_batch == 1:
             encoded[first] = np.asarray(output)  # the first chunk is not encoded twice
-        token, probability = self._model.model.detect_language(output)[0][0]
-        return token[2:-2], float(probability)
+        return self._model.detect_language(output)
 
     def _features(self, audio: np.ndarray, piece: Piece) -> np.ndarray:
         """The piece's log-mel features, padded to one 30 s window (as the library does)."""
         samples = audio[int(piece.start * SAMPLE_RATE) : int(piece.end * SAMPLE_RATE)]
-        return pad_or_trim(self._model.feature_extractor(samples)[..., :-1])
+        return self._model.features(samples)
 
     def _groups(self, pieces: list[Piece]) -> list[list[Piece]]:
         """Consecutive pieces in groups of at most ``batch_size``, at least one per lane."""
@@ -298,11 +346,7 @@ class BatchedDecoder:
         previous = [(job.initial + p.context)[-limit:] for p in pieces]
         shortest = min(len(p) for p in previous)
         return [
-            self._model.get_prompt(
-                job.tokenizer,
-                list(p[len(p) - shortest :]) if shortest else [],
-                without_timestamps=True,
-            )
+            self._model.prompt(job.tokenizer, p[len(p) - shortest :] if shortest else ())
             for p in previous
         ]
 
@@ -310,17 +354,13 @@ class BatchedDecoder:
         """One batch: encode, one beam search for all its windows, word alignment."""
         options = job.options
         encoder_output = self._encode(job, pieces)
-        results = self._model.model.generate(
+        results = self._model.generate(
             encoder_output,
             self._prompts(job, pieces),
             beam_size=options.beam(BATCHED_BEAM_SIZE),
             patience=options.patience,
             length_penalty=options.length_penalty,
-            max_length=self._model.max_length,
-            suppress_blank=True,
-            suppress_tokens=list(job.suppress_tokens),
-            return_scores=True,
-            return_no_speech_prob=True,
+            suppress_tokens=job.suppress_tokens,
         )
         fps = self._model.frames_per_second
         raw: list[dict[str, Any]] = []
@@ -337,19 +377,21 @@ class BatchedDecoder:
                     "no_speech_prob": result.no_speech_prob,
                 }
             )
-        self._model.add_word_timestamps(
-            [[r] for r in raw],
+        self._model.align_words(
+            raw,
             job.tokenizer,
             encoder_output,
             [min(math.ceil((p.end - p.start) * fps), N_FRAMES) for p in pieces],
-            PREPEND_PUNCTUATIONS,
-            APPEND_PUNCTUATIONS,
             pieces[0].start,
         )
         return [
             Decoded(piece, tuple(r["tokens"]), _segment(r, job.tokenizer, options))
             for piece, r in zip(pieces, raw, strict=True)
         ]
+
+
+def _with_text(segments: list[Segment]) -> list[Segment]:
+    return [s for s in segments if s.text.strip()]
 
 
 def _segment(raw: dict[str, Any], tokenizer: Tokenizer, options: DecodeOptions) -> Segment:
@@ -370,7 +412,7 @@ def _segment(raw: dict[str, Any], tokenizer: Tokenizer, options: DecodeOptions) 
         text=text,
         avg_logprob=float(raw["avg_logprob"]),
         no_speech_prob=float(raw["no_speech_prob"]),
-        compression_ratio=float(get_compression_ratio(text)),
+        compression_ratio=compression_ratio(text),
         temperature=options.temperatures[0],
         words=words,
     )

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.engines.base import VadParameters
-from src.engines.vad import speech_regions
+from src.engines.base import SAMPLE_RATE, VadParameters
+from src.engines.vad import WINDOW_SECONDS, join_regions, speech_regions
 
-SAMPLE_RATE = 16000
 #: Whisper's window: a chunk never exceeds it
-CHUNK_SECONDS = 30.0
+CHUNK_SECONDS = WINDOW_SECONDS
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,11 @@ class ChunkPlan:
 
     def speech_between(self, start: float, end: float) -> float:
         """Seconds of detected speech between ``start`` and ``end``."""
-        return sum(max(0.0, min(e, end) - max(s, start)) for s, e in self.regions)
+        return _speech(self.regions, start, end)
+
+
+def _speech(regions: list[tuple[float, float]], start: float, end: float) -> float:
+    return sum(max(0.0, min(e, end) - max(s, start)) for s, e in regions)
 
 
 def plan(audio: np.ndarray, vad: VadParameters, max_seconds: float = CHUNK_SECONDS) -> ChunkPlan:
@@ -55,18 +58,11 @@ def plan(audio: np.ndarray, vad: VadParameters, max_seconds: float = CHUNK_SECON
     # a little under the window, so that padding never pushes a region past it
     found = speech_regions(audio, vad, SAMPLE_RATE, max_speech_duration_s=max_seconds - 0.5)
     total = audio.size / SAMPLE_RATE
-    regions: list[tuple[float, float]] = []
+    regions = [(max(0.0, s), min(total, e)) for s, e in found if min(total, e) > max(0.0, s)]
     chunks: list[Chunk] = []
-    for found_start, found_end in found:
-        start, end = max(0.0, found_start), min(total, found_end)
-        if end <= start:
-            continue
-        regions.append((start, end))
-        if chunks and end - chunks[-1].start <= max_seconds:
-            last = chunks[-1]
-            chunks[-1] = Chunk(last.start, end, last.speech + (end - max(start, last.end)))
-        else:
-            chunks.append(Chunk(start, min(end, start + max_seconds), end - start))
+    for start, end in join_regions(regions, max_seconds):
+        end = min(end, start + max_seconds)
+        chunks.append(Chunk(start, end, _speech(regions, start, end)))
     return ChunkPlan(chunks, regions)
 
 

@@ -1,43 +1,53 @@
 """faster-whisper (CTranslate2): the default engine.
 
-The model is loaded once in ``__init__``; ``transcribe`` consumes faster-whisper's lazy segment
-generator exactly once into frozen records. With ``vad_filter`` faster-whisper cuts silence out
-before decoding and maps every timestamp back onto the original timeline.
+The model is loaded once in ``__init__``. ``decode`` passes faster-whisper's lazy segment
+generator on as frozen records, one at a time (short audio), or the batched path's generator
+(long audio, ``batched.py``). With ``vad_filter`` faster-whisper cuts silence out before decoding
+and maps every timestamp back onto the original timeline.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
 
 from src.engines.base import (
+    BATCHED_BEAM_SIZE,
+    SAMPLE_RATE,
+    DecodeInfo,
     DecodeOptions,
+    Decoding,
     LanguageGuess,
     ModelInfo,
     Segment,
-    SegmentCallback,
     Transcript,
     VadParameters,
     Word,
-    joined_text,
 )
 from src.engines.batched import BatchedDecoder
+from src.engines.capabilities import check_capability
+from src.engines.fw_internals import ModelInternals
 from src.engines.vad import speech_regions, vad_options
-from src.errors import ModelError, OutOfMemory, UnsupportedOption, is_out_of_memory
+from src.errors import ModelError, model_error
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 #: audio longer than this (and with ``vad_filter``) is decoded in batches of VAD-cut chunks
 LONG_AUDIO_SECONDS = 60.0
-#: chunks decoded together by the batched path; a GPU keeps more windows busy
-BATCH_SIZE = {"cpu": 8, "cuda": 16}
+#: windows one beam search of the batched path takes at most. A GPU keeps 16 busy; on the CPU
+#: batching windows in one search saves no CPU time (measured on the 232 s file: 8.5-9.7 s of
+#: CPU at one window per lane and step, 9.5-9.8 s with all windows in one step), so each step
+#: takes one window per lane: the first segments come out early and a step is short enough
+#: for a live session's decode to slip in between two of them
+BATCH_SIZE = {"cpu": 1, "cuda": 16}
 #: groups of chunks decoded at once on the CPU, each by its own CTranslate2 worker: the tiny
 #: per-step matrices of a beam search do not spread well over threads, so two one-thread
 #: searches side by side beat one two-thread search (bench/README.md)
@@ -94,11 +104,11 @@ class FasterWhisperEngine:
             multilingual=bool(self._model.model.is_multilingual),
         )
         self._batched = BatchedDecoder(
-            self._lane_model(model_path, device, compute_type, cpu_threads),
+            ModelInternals(self._lane_model(model_path, device, compute_type, cpu_threads)),
             self._decode_chunk,
-            batch_size=BATCH_SIZE.get(device, 8),
+            batch_size=BATCH_SIZE.get(device, 1),
             lanes=CPU_LANES if device == "cpu" and cpu_threads >= CPU_LANES else 1,
-            encode_batch=1 if device == "cpu" else BATCH_SIZE.get(device, 8),
+            encode_batch=1 if device == "cpu" else BATCH_SIZE.get(device, 1),
         )
 
     def _lane_model(
@@ -134,53 +144,43 @@ class FasterWhisperEngine:
         """Batched decoding for long audio; it needs VAD to cut the audio into chunks."""
         return options.vad_filter and len(audio) / SAMPLE_RATE > LONG_AUDIO_SECONDS
 
-    def transcribe(
-        self,
-        audio: np.ndarray,
-        options: DecodeOptions,
-        on_segment: SegmentCallback | None = None,
-    ) -> Transcript:
-        """Batched for long audio (``uses_batched``), else faster-whisper's sequential decoder.
-
-        ``on_segment`` sees each sequential segment as it is decoded; on the batched path it sees
-        them once every chunk is final (a chunk may still be decoded again).
-        """
+    def decode(self, audio: np.ndarray, options: DecodeOptions) -> Decoding:
+        """Batched for long audio (``uses_batched``), else faster-whisper's sequential decoder;
+        either way the segments come lazily, each as soon as it is final."""
+        check_capability(self._info, options.task, options.language)
         if not self.uses_batched(audio, options):
-            return self.transcribe_sequential(audio, options, on_segment)
+            return self.decode_sequential(audio, options)
         try:
-            batched, language, probability = self._batched.transcribe(audio, options)
+            started = self._batched.start(audio, options)
         except Exception as e:
-            raise _model_error(e) from e
-        segments = tuple(batched)
-        if on_segment is not None:
-            for segment in segments:
-                on_segment(segment)
-        return Transcript(
-            text=joined_text(segments),
-            language=language,
-            language_probability=probability,
+            raise model_error(e) from e
+        info = DecodeInfo(
+            language=started.language,
+            language_probability=started.language_probability,
             duration=len(audio) / SAMPLE_RATE,
-            segments=segments,
+            path="batched",
+            beam_size=options.beam(BATCHED_BEAM_SIZE),
+            temperatures=options.temperatures,
+            chunks=started.chunks,
         )
+        return Decoding(info, _guarded(started.segments, lambda s: s))
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        return self.decode(audio, options).collect()
 
     def _decode_chunk(
         self, audio: np.ndarray, options: DecodeOptions, language: str
     ) -> list[Segment]:
         """One chunk of a batched decode, again with the sequential decoder and no VAD."""
-        transcript = self.transcribe_sequential(
+        decoding = self.decode_sequential(
             audio, replace(options, language=language, vad_filter=False)
         )
-        return list(transcript.segments)
+        return list(decoding.segments)
 
-    def transcribe_sequential(
-        self,
-        audio: np.ndarray,
-        options: DecodeOptions,
-        on_segment: SegmentCallback | None = None,
-    ) -> Transcript:
+    def decode_sequential(self, audio: np.ndarray, options: DecodeOptions) -> Decoding:
         """faster-whisper's own sequential decoder, one 30 s window after another."""
         try:
-            generator, info = self._model.transcribe(
+            generator, fw_info = self._model.transcribe(
                 audio,
                 language=options.language,
                 task=options.task,
@@ -198,27 +198,25 @@ class FasterWhisperEngine:
                 vad_filter=options.vad_filter,
                 vad_parameters=vad_options(options.vad),
             )
-            decoded = []
-            for fw in generator:  # the lazy generator, consumed once
-                segment = _segment(fw)
-                decoded.append(segment)
-                if on_segment is not None:
-                    on_segment(segment)
-            segments = tuple(decoded)
         except Exception as e:
-            raise _model_error(e) from e
-        return Transcript(
-            text=joined_text(segments),
-            language=info.language,
-            language_probability=float(info.language_probability),
+            raise model_error(e) from e
+        info = DecodeInfo(
+            language=fw_info.language,
+            language_probability=float(fw_info.language_probability),
             duration=len(audio) / SAMPLE_RATE,
-            segments=segments,
+            path="sequential",
+            beam_size=options.beam(),
+            temperatures=options.temperatures,
         )
+        return Decoding(info, _guarded(generator, _segment))
+
+    def transcribe_sequential(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """``decode_sequential`` run to its end."""
+        return self.decode_sequential(audio, options).collect()
 
     def detect_language(self, audio: np.ndarray, vad: VadParameters | None) -> list[LanguageGuess]:
         """Every language's probability, most likely first; [] when VAD finds no speech."""
-        if not self._info.multilingual:
-            raise UnsupportedOption("options.task: language detection needs a multilingual model")
+        check_capability(self._info, "detect_language")
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.size == 0 or (vad is not None and not speech_regions(audio, vad)):
             return []
@@ -229,16 +227,25 @@ class FasterWhisperEngine:
                 vad_parameters=vad_options(vad) if vad is not None else None,
             )
         except Exception as e:
-            raise _model_error(e, "language detection") from e
+            raise model_error(e, "language detection") from e
         guesses = [LanguageGuess(language=lang, probability=float(p)) for lang, p in probabilities]
         return sorted(guesses, key=lambda g: g.probability, reverse=True)
 
 
-def _model_error(e: Exception, what: str = "transcription") -> ModelError:
-    """Our error for a CTranslate2 failure: ``OutOfMemory`` when it ran out of memory."""
-    if is_out_of_memory(e):
-        return OutOfMemory(f"{what} failed: out of memory ({type(e).__name__})")
-    return ModelError(f"{what} failed: {type(e).__name__}")
+def _guarded(source: Iterator[object], convert: Callable[[Any], Segment]) -> Iterator[Segment]:
+    """The engine's segments as ours, its runtime failures as ``ModelError`` (raised where
+    the failing segment is pulled); closing this generator closes the engine's."""
+    try:
+        for item in source:
+            yield convert(item)
+    except GeneratorExit:
+        raise
+    except Exception as e:
+        raise model_error(e) from e
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
 
 
 def _segment(s: FwSegment) -> Segment:

@@ -21,6 +21,8 @@ import gzip
 import logging
 import threading
 import warnings
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +33,27 @@ from whisper.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SA
 from whisper.tokenizer import LANGUAGES, get_tokenizer
 
 from src.engines.base import (
+    DecodeInfo,
     DecodeOptions,
+    Decoding,
     LanguageGuess,
     ModelInfo,
     Segment,
-    SegmentCallback,
     Transcript,
     VadParameters,
     Word,
-    joined_text,
 )
-from src.engines.vad import speech_regions
-from src.errors import ModelError, UnsupportedOption, WorkerError
+from src.engines.capabilities import check_capability
+from src.engines.vad import join_regions, speech_regions
+from src.errors import ModelError, UnsupportedOption, model_error
 
 logger = logging.getLogger(__name__)
 
 COMPUTE_TYPES = ("float16", "float32")
 #: openai-whisper's ranker only accepts Google-NMT alphas in this range
 _MAX_LENGTH_PENALTY = 1.0
+#: text carried from clip to clip as the prompt (openai-whisper keeps the last 223 tokens)
+_MAX_PROMPT_CHARS = 1000
 
 
 def default_compute_type(device: str) -> str:
@@ -153,19 +158,15 @@ class OpenAIWhisperEngine:
             warnings.simplefilter("ignore", ResourceWarning)
             get_tokenizer(self._model.is_multilingual, num_languages=self._model.num_languages)
 
-    def transcribe(
-        self,
-        audio: np.ndarray,
-        options: DecodeOptions,
-        on_segment: SegmentCallback | None = None,
-    ) -> Transcript:
-        """Decode ``audio`` (16 kHz mono float32). Raises ``ModelError`` on failure.
+    def decode(self, audio: np.ndarray, options: DecodeOptions) -> Decoding:
+        """Start decoding ``audio`` (16 kHz mono float32); segments come one clip at a time.
 
-        openai-whisper decodes the whole file in one call, so ``on_segment`` sees the segments
-        only once it returns.
-
-        Audio with no speech (VAD on) or no samples gives an empty transcript without running
-        the model; its language is the given one, else "en" with probability 0 on a
+        With VAD each clip (speech regions joined into one 30 s window, ``decode_clips``) is
+        one ``whisper.transcribe`` call whose segments are yielded as soon as it returns; the
+        text so far is the next clip's prompt when ``condition_on_previous_text`` is on (as
+        openai-whisper conditions each window on the text before it). Without VAD the whole
+        file is one call. Audio with no speech (VAD on) or no samples gives no segments without
+        running the model; its language is the given one, else "en" with probability 0 on a
         multilingual model (nothing was detected) and 1 on an English-only one.
         Raises ``UnsupportedOption`` for what this model or openai-whisper cannot honour.
         """
@@ -182,40 +183,77 @@ class OpenAIWhisperEngine:
         if options.vad_filter:
             regions = speech_regions(audio, options.vad, SAMPLE_RATE)
             clips = decode_clips(regions, len(audio))
+        language, probability = self._known_language(options)
         if audio.size == 0 or clips == []:
             logger.info("no speech in %.1f s of audio: nothing to decode", duration)
-            language, probability = self._known_language(options)
-            return Transcript("", language or "en", probability, duration, ())
+            segments: Iterator[Segment] = iter(())
+        else:
+            if language is None:
+                try:
+                    with self._lock:
+                        language, probability = self._detect_language(audio, regions)
+                except Exception as e:
+                    raise model_error(e, "language detection") from e
+            segments = self._clip_segments(audio, options, language, clips, duration)
+        info = DecodeInfo(
+            language=language or "en",
+            language_probability=probability,
+            duration=duration,
+            path="sequential",
+            beam_size=options.beam(),
+            temperatures=options.temperatures,
+        )
+        return Decoding(info, segments)
 
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        return self.decode(audio, options).collect()
+
+    def _clip_segments(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        language: str,
+        clips: list[tuple[float, float]] | None,
+        duration: float,
+    ) -> Iterator[Segment]:
+        """The segments of each clip in turn (all of the audio as one clip without VAD)."""
+        prompt = options.initial_prompt
+        next_id = 0
+        for clip in clips if clips is not None else [None]:
+            clip_options = replace(options, initial_prompt=prompt)
+            segments = self._decode_clip(audio, clip_options, language, clip, duration)
+            for segment in segments:
+                yield replace(segment, id=next_id)
+                next_id += 1
+            if options.condition_on_previous_text:
+                text = " ".join(s.text.strip() for s in segments)
+                prompt = " ".join(p for p in (prompt, text) if p)[-_MAX_PROMPT_CHARS:] or None
+            else:
+                prompt = None  # openai-whisper prompts only the first window then
+
+    def _decode_clip(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        language: str,
+        clip: tuple[float, float] | None,
+        duration: float,
+    ) -> tuple[Segment, ...]:
+        clips = [clip] if clip is not None else None
         with self._lock, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                language, probability = self._known_language(options)
-                if language is None:
-                    language, probability = self._detect_language(audio, regions)
                 result = whisper.transcribe(
                     self._model,
                     torch.from_numpy(audio),
                     **whisper_arguments(options, language, clips, self._fp16),
                 )
                 segments = _segments(result["segments"], clips, duration)
-            except WorkerError:
-                raise
             except Exception as e:
-                raise ModelError(f"transcription failed: {type(e).__name__}") from e
+                raise model_error(e) from e
         for warning in caught:
             logger.warning("openai-whisper: %s: %s", warning.category.__name__, warning.message)
-        if on_segment is not None:
-            for segment in segments:
-                on_segment(segment)
-
-        return Transcript(
-            text=joined_text(segments),
-            language=language,
-            language_probability=probability,
-            duration=duration,
-            segments=segments,
-        )
+        return segments
 
     def _check_options(self, options: DecodeOptions) -> None:
         """Refuse what openai-whisper cannot do with this model, naming the option."""
@@ -228,11 +266,7 @@ class OpenAIWhisperEngine:
             raise UnsupportedOption(
                 f"options.language: {options.language!r} is not a Whisper language"
             )
-        if not self._model.is_multilingual:
-            if options.task == "translate":
-                raise UnsupportedOption("options.task: 'translate' needs a multilingual model")
-            if options.language not in (None, "en"):
-                raise UnsupportedOption("options.language: the model is English-only")
+        check_capability(self._info, options.task, options.language)
 
     def _known_language(self, options: DecodeOptions) -> tuple[str | None, float]:
         """The language when no detection is needed; probability 0 marks "not detected"."""
@@ -244,8 +278,7 @@ class OpenAIWhisperEngine:
 
     def detect_language(self, audio: np.ndarray, vad: VadParameters | None) -> list[LanguageGuess]:
         """Every language's probability, most likely first; [] when VAD finds no speech."""
-        if not self._model.is_multilingual:
-            raise UnsupportedOption("options.task: language detection needs a multilingual model")
+        check_capability(self._info, "detect_language")
         audio = np.array(audio, dtype=np.float32)  # a writeable copy for torch.from_numpy
         regions = speech_regions(audio, vad, SAMPLE_RATE) if vad is not None else None
         if audio.size == 0 or regions == []:
@@ -254,7 +287,7 @@ class OpenAIWhisperEngine:
             with self._lock:
                 return self._language_probabilities(audio, regions)
         except Exception as e:
-            raise ModelError(f"language detection failed: {type(e).__name__}") from e
+            raise model_error(e, "language detection") from e
 
     def _detect_language(
         self, audio: np.ndarray, regions: list[tuple[float, float]] | None
@@ -400,17 +433,12 @@ def decode_clips(regions: list[tuple[float, float]], num_samples: int) -> list[t
     frame past it.
     """
     content_frames = num_samples // HOP_LENGTH
-    clips: list[tuple[int, int]] = []
+    snapped = []
     for start, end in regions:
         first = round(start * FRAMES_PER_SECOND)
         last = min(round(end * FRAMES_PER_SECOND), content_frames)
-        if last <= first:
-            continue
-        if clips and last - clips[-1][0] <= N_FRAMES:
-            clips[-1] = (clips[-1][0], last)
-        else:
-            clips.append((first, last))
-    return [(first / FRAMES_PER_SECOND, last / FRAMES_PER_SECOND) for first, last in clips]
+        snapped.append((first / FRAMES_PER_SECOND, last / FRAMES_PER_SECOND))
+    return join_regions(snapped, N_FRAMES / FRAMES_PER_SECOND)
 
 
 def _clip_of(time: float, clips: list[tuple[float, float]]) -> tuple[float, float]:

@@ -10,10 +10,7 @@ from __future__ import annotations
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from src.engines.base import VadParameters
-
-#: Silero VAD's 512-sample window and its ONNX graph are built for 16 kHz only
-SAMPLE_RATE = 16000
+from src.engines.base import SAMPLE_RATE, VadParameters
 
 
 def vad_options(vad: VadParameters, max_speech_duration_s: float = float("inf")) -> VadOptions:
@@ -50,3 +47,25 @@ def speech_regions(
         np.ascontiguousarray(audio, dtype=np.float32), options, sampling_rate=sample_rate
     )
     return [(chunk["start"] / sample_rate, chunk["end"] / sample_rate) for chunk in chunks]
+
+
+#: Whisper's window: a joined stretch of speech never spans more
+WINDOW_SECONDS = 30.0
+
+
+def join_regions(
+    regions: list[tuple[float, float]], max_seconds: float = WINDOW_SECONDS
+) -> list[tuple[float, float]]:
+    """Speech regions joined, in order, while each joined stretch spans at most ``max_seconds``
+    (pauses inside it kept, longer silences between stretches skipped); a region that is itself
+    longer stays whole. The one rule both engines decode by: the
+    batched chunks (``chunks.plan``) and openai-whisper's clips (``openai.decode_clips``)."""
+    joined: list[tuple[float, float]] = []
+    for start, end in regions:
+        if end <= start:
+            continue
+        if joined and end - joined[-1][0] <= max_seconds + 1e-9:
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined
