@@ -119,14 +119,21 @@ def _server(app: FastAPI, host: str, port: int, lifespan: Literal["on", "off"]) 
     return uvicorn.Server(config)
 
 
-async def run_servers(app: FastAPI) -> None:
-    """Serve ``app`` on ``PORT`` and, when it differs, ``/ping`` alone on ``PORT_HEALTH``,
-    until a signal (or ``should_exit`` on the servers) stops them."""
+def build_servers(app: FastAPI) -> list[uvicorn.Server]:
+    """The uvicorn servers for ``app``: ``PORT`` and, when it differs, ``/ping`` alone on
+    ``PORT_HEALTH`` (both in one event loop, sharing the model holder)."""
     settings: ServerSettings = app.state.settings
     servers = [_server(app, settings.host, settings.port, "on")]
     if settings.port_health != settings.port:
         ping_app = health.health_app(app.state.model)
         servers.append(_server(ping_app, settings.host, settings.port_health, "off"))
+    return servers
+
+
+async def run_servers(app: FastAPI, servers: list[uvicorn.Server] | None = None) -> None:
+    """Serve until a signal (or ``should_exit`` on the servers) stops them."""
+    settings: ServerSettings = app.state.settings
+    servers = servers or build_servers(app)
     logger.info(
         "HTTP mode: port %d, /ping on %d, model %s, queue %d",
         settings.port,

@@ -2,7 +2,7 @@
 
 ``json``          ``{"text", "usage"}``
 ``verbose_json``  ``{"task", "language" (full lowercase name), "duration", "text", "segments"
-                  (id, seek, start, end, text, tokens, temperature, avg_logprob,
+                  (id from 0, seek, start, end, text, tokens, temperature, avg_logprob,
                   compression_ratio, no_speech_prob), "words" (word, start, end), "usage"}``;
                   segments unless only ``word`` granularity was asked, words when it was
 ``diarized_json`` ``{"task", "duration", "text", "segments" (type, id, start, end, text,
@@ -42,9 +42,9 @@ def usage(duration: float) -> dict[str, Any]:
     return {"type": "duration", "seconds": math.ceil(duration)}
 
 
-def _segment(segment: Segment) -> dict[str, Any]:
+def _segment(index: int, segment: Segment) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": segment.id,
+        "id": index,
         "seek": round(segment.start * 100),
         "start": round(segment.start, _TIME),
         "end": round(segment.end, _TIME),
@@ -90,7 +90,7 @@ def verbose_json(
         "text": transcript.text,
     }
     if not granularities or "segment" in granularities:
-        body["segments"] = [_segment(s) for s in transcript.segments]
+        body["segments"] = [_segment(i, s) for i, s in enumerate(transcript.segments)]
     if "word" in granularities:
         body["words"] = _words(transcript.segments)
     body["usage"] = usage(transcript.duration)
@@ -105,13 +105,13 @@ def diarized_json(transcript: Transcript) -> dict[str, Any]:
         "segments": [
             {
                 "type": "transcript.text.segment",
-                "id": f"seg_{s.id}",
+                "id": f"seg_{i}",
                 "start": round(s.start, _TIME),
                 "end": round(s.end, _TIME),
                 "text": s.text.strip(),
                 "speaker": s.speaker or "A",
             }
-            for s in transcript.segments
+            for i, s in enumerate(transcript.segments)
         ],
         "usage": usage(transcript.duration),
     }
