@@ -67,6 +67,7 @@ const state = {
 };
 
 const view = new TranscriptView(el.transcript, (seconds) => seek(seconds));
+const narrow = window.matchMedia("(max-width: 820px)");
 
 // ---------------------------------------------------------------------------------- errors
 
@@ -86,6 +87,7 @@ function showError(error, title = null) {
         504: "The server took too long.",
         524: "The server took too long.",
       }[error.status] ?? (error.status >= 500 ? "The server failed." : "Something went wrong.");
+    if (!error.status && error.type === "invalid_request_error") heading = "The request was refused.";
     if (error.retryAfter) heading += ` Try again in ${error.retryAfter} s.`;
   }
   el.bannerTitle.textContent = heading ?? "Something went wrong.";
@@ -137,7 +139,10 @@ function setStatus(kind, label) {
   el.statusLabel.textContent = label;
 }
 
+let statusTimer = 0;
+
 async function refreshStatus() {
+  clearTimeout(statusTimer);
   try {
     const response = await apiFetch("/v1/models");
     if (response.status === 401) {
@@ -152,10 +157,16 @@ async function refreshStatus() {
     // an English-only checkpoint (tiny.en, base.en, ...) neither detects languages nor translates
     state.multilingual = model?.multilingual ?? !/\.en$/.test(state.model ?? "");
     applyModel();
-    setStatus("ready", state.model ? `${state.model} · ready` : "Ready");
+    if (model?.ready === false) {
+      // loading (at start, or again after an idle unload): requests wait for it meanwhile
+      setStatus("loading", `Loading ${state.model}…`);
+      statusTimer = setTimeout(refreshStatus, 3000);
+    } else {
+      setStatus("ready", state.model ? `${state.model} · ready` : "Ready");
+    }
   } catch (error) {
     setStatus("down", "Server unreachable");
-    if (error instanceof ApiError && error.status) showError(error);
+    statusTimer = setTimeout(refreshStatus, 10000);
   }
 }
 
@@ -313,7 +324,7 @@ function updateProgress(decodedTo) {
     const fraction = decodedTo / duration;
     showProgress(fraction, `${Math.round(Math.min(1, fraction) * 100)}% · ${formatClock(decodedTo)} of ${formatClock(duration)}`);
   } else {
-    showProgress(null, decodedTo != null ? `${formatClock(decodedTo)} decoded` : "Starting…");
+    showProgress(null, decodedTo != null ? `${formatClock(decodedTo)} decoded` : "Uploading and decoding…");
   }
 }
 
@@ -346,10 +357,9 @@ function setDownload(anchor, text, type, filename) {
   anchor.download = filename;
 }
 
-function publishDownloads(result, name) {
+function publishDownloads(result, name, segments = result.segments ?? []) {
   for (const url of state.downloadUrls) URL.revokeObjectURL(url);
   state.downloadUrls = [];
-  const segments = result.segments ?? [];
   const base = baseName(name);
   const duration = result.duration ?? null;
   setDownload(el.srt, toSrt(segments, duration, view.names), "application/x-subrip", `${base}.srt`);
@@ -375,9 +385,9 @@ function describe(result, seconds) {
   if (state.file && !state.live) parts.push(state.file.name);
   if (result.duration) parts.push(formatClock(result.duration));
   if (result.language) {
-    let name = LANGUAGES[result.language] ?? result.language;
-    name = name[0].toUpperCase() + name.slice(1);
-    parts.push(name);
+    // verbose_json names the language ("english"); a live session knows the code it was given
+    const name = LANGUAGES[result.language] ?? result.language;
+    parts.push(name[0].toUpperCase() + name.slice(1));
   }
   const speakers = new Set((result.segments ?? []).map((s) => s.speaker).filter((s) => s != null));
   if (speakers.size) parts.push(`${speakers.size} speaker${speakers.size === 1 ? "" : "s"}`);
@@ -429,6 +439,8 @@ async function transcribeFile(file) {
   const s = settings();
   state.settingsOfLastRun = s;
   el.meta.textContent = `${file.name} · transcribing…`;
+  // on a phone the transcript is below the options: bring it into view
+  if (narrow.matches) el.progressRow.closest(".result").scrollIntoView({ behavior: "smooth" });
   el.record.disabled = true;
   updateProgress(null);
   const path = s.task === "translate" ? "/v1/audio/translations" : "/v1/audio/transcriptions";
@@ -442,8 +454,9 @@ async function transcribeFile(file) {
       for await (const event of jsonEvents(response.body)) {
         if (state.run !== run) return;
         if (event.type === "error" || (event.error && !event.type)) {
+          // an error after the stream began comes as a last event in OpenAI's error shape
           const e = event.error ?? event;
-          throw new ApiError(e.message || "The transcription failed.", { status: e.status ?? 500, type: e.type, code: e.code });
+          throw new ApiError(e.message || "The transcription failed.", { type: e.type, code: e.code, param: e.param });
         }
         if (event.type === "transcript.text.done") {
           done = event;
@@ -489,23 +502,44 @@ async function transcribeFile(file) {
   }
 }
 
+/**
+ * Words of a verbose_json response (one list for the whole file) given to their segments by
+ * time, so that the transcript can light each word as it is played.
+ */
+function attachWords(segments, words) {
+  if (!Array.isArray(words) || !words.length) return segments;
+  let next = 0;
+  return segments.map((segment, index) => {
+    const last = index === segments.length - 1;
+    const own = [];
+    while (next < words.length) {
+      const w = words[next];
+      const middle = (w.start + w.end) / 2;
+      if (!last && middle >= segment.end) break;
+      own.push(w);
+      next += 1;
+    }
+    return own.length ? { ...segment, words: own } : segment;
+  });
+}
+
 function finishFile(file, run, done) {
-  const segments = Array.isArray(done.segments) ? done.segments : view.segments.filter((s) => s.start != null);
+  const { type: _type, ...body } = done; // the rest is the verbose_json response
+  const streamed = view.segments.filter((s) => s.start != null);
+  const final = Array.isArray(body.segments) ? attachWords(body.segments, body.words) : streamed;
   const result = {
-    text: done.text ?? segments.map((s) => s.text).join(""),
-    language: done.language ?? null,
-    duration: done.duration ?? state.duration ?? null,
-    segments,
+    ...body,
+    text: body.text ?? final.map((s) => s.text).join(""),
+    duration: body.duration ?? state.duration ?? null,
+    segments: body.segments ?? final,
   };
-  if (done.words) result.words = done.words;
-  if (Array.isArray(done.segments)) view.replace(done.segments); // speakers and words come last
-  if (!segments.length && result.text.trim()) {
-    view.replace([{ id: 0, start: null, end: null, text: result.text }]);
-  }
+  // the final segments: speakers and words are only known once the whole file is decoded
+  if (Array.isArray(body.segments)) view.replace(final);
+  if (!final.length && result.text.trim()) view.replace([{ id: 0, start: null, end: null, text: result.text }]);
   state.result = result;
   hideProgress();
   el.meta.textContent = describe(result, (performance.now() - run.started) / 1000);
-  if (segments.length) publishDownloads(result, file.name);
+  if (final.length) publishDownloads(result, file.name, final);
   else if (!result.text.trim()) el.meta.textContent += " · no speech found";
 }
 
@@ -576,16 +610,17 @@ async function stopRecording() {
   setRecording(false);
   const segments = view.segments.filter((s) => s.text.trim());
   const duration = session.elapsed;
-  const result = { text: segments.map((s) => s.text.trim()).join(" "), language: s_language(), duration, segments: segments.map(liveSegment) };
+  const result = {
+    text: segments.map((s) => s.text.trim()).join(" "),
+    language: session.language,
+    duration,
+    segments: segments.map(liveSegment),
+  };
   state.result = result;
   if (recording) loadPlayer(recording);
   el.meta.textContent = `Live recording · ${formatClock(duration)} · ${segments.length} turn${segments.length === 1 ? "" : "s"}`;
   if (segments.length) publishDownloads(result, `recording-${new Date().toISOString().slice(0, 16).replace(/[:T]/g, "-")}`);
   showEmptyIfNothing();
-}
-
-function s_language() {
-  return settings().language;
 }
 
 function liveSegment(segment, index) {

@@ -78,12 +78,12 @@ export class LiveSession {
 
   async #connect() {
     const params = new URLSearchParams({ intent: "transcription" });
+    // Browsers cannot set headers on a WebSocket: the key goes as the api_key query parameter,
+    // which the server accepts for this route (and keeps out of its logs)
     const key = currentKey();
-    // Browsers cannot set headers on a WebSocket: the key rides as the subprotocol the OpenAI
-    // SDKs use in a browser ("openai-insecure-api-key.<key>", beside "realtime").
-    const protocols = key ? ["realtime", `openai-insecure-api-key.${key}`] : [];
+    if (key) params.set("api_key", key);
     try {
-      this.ws = await openSocket(socketUrl(`/v1/realtime?${params}`), protocols);
+      this.ws = await openSocket(socketUrl(`/v1/realtime?${params}`), []);
     } catch (event) {
       if (event?.code === 1008 || event?.code === 4001 || /auth|key|401/i.test(event?.reason || "")) {
         throw new ApiError(event.reason || "The server refused the API key for live captions.", { status: 401 });

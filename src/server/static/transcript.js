@@ -53,7 +53,7 @@ export class TranscriptView {
 
   /** A segment as it arrives from the stream (appended at the end, in timeline order). */
   add(segment, { animate = true } = {}) {
-    const item = this.#build(segment);
+    const item = this.#build(segment, this.items.at(-1)?.segment);
     if (animate) item.li.classList.add("new");
     this.items.push(item);
     if (segment.id != null) this.byId.set(String(segment.id), item);
@@ -68,7 +68,7 @@ export class TranscriptView {
     this.clear();
     const fragment = document.createDocumentFragment();
     for (const segment of segments) {
-      const item = this.#build(segment);
+      const item = this.#build(segment, this.items.at(-1)?.segment);
       this.items.push(item);
       if (segment.id != null) this.byId.set(String(segment.id), item);
       fragment.append(item.li);
@@ -167,7 +167,7 @@ export class TranscriptView {
     return found;
   }
 
-  #build(segment) {
+  #build(segment, previous = null) {
     const li = document.createElement("li");
     li.className = "segment";
     li.tabIndex = 0;
@@ -183,22 +183,34 @@ export class TranscriptView {
       speaker.textContent = speakerName(segment.speaker, this.names);
       speaker.style.setProperty("--speaker-color", `var(--speaker-${speakerIndex(segment.speaker)})`);
       li.dataset.speaker = segment.speaker;
+      // the label is shown where the speaker changes; a run of lines by one speaker reads as one
+      if (previous?.speaker === segment.speaker) li.classList.add("continued");
       li.append(speaker);
     }
     const text = document.createElement("p");
     text.className = "seg-text";
     const words = [];
+    const content = (segment.text ?? "").trim();
     if (Array.isArray(segment.words) && segment.words.length) {
+      // each timed word wraps its own stretch of the segment's text, which stays as it is
+      // (spacing, punctuation, scripts written without spaces); a word not found is left out
+      let cursor = 0;
       for (const w of segment.words) {
+        const token = String(w.word ?? "").trim();
+        const at = token ? content.indexOf(token, cursor) : -1;
+        if (at < 0) continue;
+        if (at > cursor) text.append(content.slice(cursor, at));
         const span = document.createElement("span");
         span.className = "word";
-        span.textContent = w.word;
+        span.textContent = token;
         span.dataset.start = String(w.start);
         text.append(span);
         words.push({ start: Number(w.start), end: Number(w.end), el: span });
+        cursor = at + token.length;
       }
+      if (cursor < content.length) text.append(content.slice(cursor));
     } else {
-      text.textContent = (segment.text ?? "").trim();
+      text.textContent = content;
     }
     li.append(text);
     const item = { segment: { ...segment }, li, time, text, speaker, words };
