@@ -76,6 +76,9 @@ ENV HF_HUB_OFFLINE=1 \
     RUNPOD_LOG_LEVEL=INFO
 
 # --- 4. the code (changes often) -------------------------------------------------------------
+# The worker's code only: the client is its own package (client/, excluded by .dockerignore),
+# and the model provisioning for development (builder/packaged_models.py, ct2_to_openai.py) is
+# never copied.
 COPY handler.py test_input.json ./
 COPY src/ src/
 RUN python -m compileall -q src handler.py

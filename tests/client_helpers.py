@@ -10,17 +10,18 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from whisper_client.api import RunPodClient
+from whisper_client.local_endpoint import LocalEndpoint
+from whisper_client.local_queue import ProgressHandler, Worker
+from whisper_client.policy import PollPolicy, RetryPolicy
 
-from src.client.api import RunPodClient
-from src.client.local_endpoint import LocalEndpoint
-from src.client.policy import PollPolicy, RetryPolicy
 from tests.conftest import BENCHMARK_DIR
 
 API_KEY = "test-key-not-a-secret"
@@ -130,7 +131,7 @@ class GatedHandler:
     ``fail_next(n)`` makes the next ``n`` jobs answer ``{"error": ...}`` as a broken worker would.
     """
 
-    def __init__(self, inner: Callable[[dict[str, Any]], Any]) -> None:
+    def __init__(self, inner: Worker) -> None:
         self.inner = inner
         self.job_ids: list[str] = []
         self.entered = threading.Event()
@@ -156,7 +157,26 @@ class GatedHandler:
         with self._lock:
             self._failures = times
 
+    def as_worker(self) -> Worker:
+        """What the endpoint runs: this gate, in the kind of handler it wraps."""
+        return ProgressHandler(self.updates) if isinstance(self.inner, ProgressHandler) else self
+
     def __call__(self, job: dict[str, Any]) -> Any:
+        if self._enter(job):
+            return {"error": "injected worker failure"}
+        assert not isinstance(self.inner, ProgressHandler)
+        return self.inner(job)
+
+    def updates(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The gate around the worker's ``job_updates`` (progress, then the output)."""
+        if self._enter(job):
+            yield {"output": {"error": "injected worker failure"}}
+            return
+        assert isinstance(self.inner, ProgressHandler)
+        yield from self.inner.updates(job)
+
+    def _enter(self, job: dict[str, Any]) -> bool:
+        """Record the job, wait at the gate if it is closed; True when this job must fail."""
         with self._lock:
             self.job_ids.append(job["id"])
             failing = self._failures > 0
@@ -166,20 +186,20 @@ class GatedHandler:
                 self._pass -= 1
                 gate = None
         if failing:
-            return {"error": "injected worker failure"}
+            return True
         if gate is not None:
             self.entered.set()
             gate.wait(120)
-        return self.inner(job)
+        return False
 
 
 @contextmanager
 def real_endpoint() -> Iterator[tuple[LocalEndpoint, GatedHandler]]:
     """The local endpoint around the real ``handler.handler`` (tiny.en, loaded once a process)."""
-    from src.client.local_endpoint import load_handler
+    from whisper_client.local_endpoint import load_handler
 
     gated = GatedHandler(load_handler())
-    endpoint = LocalEndpoint(gated, endpoint_id=ENDPOINT, api_key=API_KEY)
+    endpoint = LocalEndpoint(gated.as_worker(), endpoint_id=ENDPOINT, api_key=API_KEY)
     endpoint.start()
     try:
         yield endpoint, gated

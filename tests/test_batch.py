@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import srt
 import webvtt
+from whisper_client.batch import STATE_DIR, BatchConfig, BatchSummary, run_batch
+from whisper_client.cli import main
+from whisper_client.discover import discover
+from whisper_client.errors import ClientError
+from whisper_client.journal import Entry, Journal
+from whisper_client.local_endpoint import LocalEndpoint
+from whisper_client.outputs import FORMATS, output_bases, render, write_atomic
+from whisper_client.progress import BarProgress, LogProgress, make_progress
 
-from src.client.batch import STATE_DIR, BatchConfig, BatchSummary, run_batch
-from src.client.cli import main
-from src.client.discover import discover
-from src.client.errors import ClientError
-from src.client.journal import Entry, Journal
-from src.client.local_endpoint import LocalEndpoint
-from src.client.outputs import FORMATS, output_bases, render, write_atomic
-from src.client.progress import BarProgress, LogProgress, make_progress
 from tests.client_helpers import (
     API_KEY,
     SHORT_CLIPS,

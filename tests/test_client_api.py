@@ -15,10 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from src.audio.source import redact_url
-from src.client.api import EXPIRED, RunPodClient
-from src.client.errors import (
+from whisper_client.api import EXPIRED, RunPodClient
+from whisper_client.errors import (
     AuthError,
     ConfigError,
     DeadlineExceeded,
@@ -29,9 +27,11 @@ from src.client.errors import (
     ServiceUnavailable,
     SubmissionUncertain,
 )
-from src.client.local_endpoint import LocalEndpoint
-from src.client.policy import ExecutionPolicy, PollPolicy, RetryPolicy
-from src.client.transcribe import transcribe
+from whisper_client.local_endpoint import LocalEndpoint
+from whisper_client.policy import ExecutionPolicy, PollPolicy, RetryPolicy
+from whisper_client.redact import redact_url
+from whisper_client.transcribe import transcribe
+
 from tests.client_helpers import (
     API_KEY,
     FakeTime,
@@ -470,7 +470,7 @@ def test_e2e_payload_over_the_limit(
 def test_e2e_wrong_api_key_gives_a_clear_message(
     live: tuple[LocalEndpoint, GatedHandler], jfk: Clip, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from src.client.cli import main
+    from whisper_client.cli import main
 
     endpoint, _ = live
     args = ["run", str(jfk.path), "--endpoint", endpoint.endpoint_id, "--base-url"]
@@ -487,7 +487,7 @@ def test_e2e_ctrl_c_cancels_the_started_job(
     live: tuple[LocalEndpoint, GatedHandler], jfk: Clip
 ) -> None:
     endpoint, gated = live
-    command = [sys.executable, "-m", "src.client", "run", str(jfk.path), "--language", "en"]
+    command = [sys.executable, "-m", "whisper_client", "run", str(jfk.path), "--language", "en"]
     command += ["--endpoint", endpoint.endpoint_id, "--base-url", endpoint.base_url]
     env = {"RUNPOD_API_KEY": API_KEY, "PATH": "/usr/bin:/bin"}
     with gated.hold():
@@ -509,7 +509,7 @@ def test_e2e_ctrl_c_cancels_the_started_job(
 
 def test_the_client_never_imports_the_model() -> None:
     code = (
-        "import sys, src.client, src.client.cli, src.client.local_endpoint\n"
+        "import sys, whisper_client, whisper_client.cli, whisper_client.local_endpoint\n"
         "heavy = {'faster_whisper', 'ctranslate2', 'torch', 'whisper', 'handler'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )

@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from whisper_client.api import RUN_MAX_BODY_BYTES, encode_body
+from whisper_client.errors import AudioPrepError, ConfigError, PayloadTooLarge
+from whisper_client.payload import OPUS_BITRATES, prepare_audio, transcode_to_opus
+from whisper_client.probe import probe
+from whisper_client.transcribe import build_input, validate_options
 
-from src.client.api import RUN_MAX_BODY_BYTES, encode_body
-from src.client.errors import AudioPrepError, ConfigError, PayloadTooLarge
-from src.client.payload import OPUS_BITRATES, prepare_audio, transcode_to_opus
-from src.client.probe import probe
-from src.client.transcribe import build_input, validate_options
 from tests.conftest import BENCHMARK_DIR, Clip
 
 WAV = BENCHMARK_DIR / "en_ls-test-clean_1221-135766-0001.wav"  # 16.7 s, 16 kHz 16-bit mono

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from src.config import DEFAULT_MODEL_DIR
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
@@ -93,7 +91,7 @@ def test_the_bake_receives_the_build_arguments() -> None:
     options = dict(zip(argv[2::2], argv[3::2], strict=True))
     assert options["--model"] == "${WHISPER_MODEL}"
     assert options["--engine"] == "${WHISPER_ENGINE}"
-    assert options["--dest"] == env_settings()["MODEL_DIR"] == DEFAULT_MODEL_DIR
+    assert options["--dest"] == env_settings()["MODEL_DIR"] == "/models"
     assert options["--source"] == "hub", "the image bakes from the official source"
     # both arguments are declared before the bake runs, with a default
     defaults = arg_defaults()
@@ -181,6 +179,24 @@ def test_the_bake_layer_holds_every_module_the_bake_imports() -> None:
             path = name.replace(".", "/")
             found = any(c in (path, f"{path}.py") or path.startswith(c + "/") for c in copied)
             assert found, f"{module} imports {name}, which is not copied before the bake"
+        # the development sources (packages on the index, the converter) only lazily: the
+        # image bakes from the hub and copies neither
+        top_level = re.findall(r"^(?:from|import) (builder\.\w+)", text, re.MULTILINE)
+        assert not top_level, f"{module} imports {top_level} at the top"
+    assert not {c for c in copy_sources() if "packaged" in c or "ct2_to_openai" in c}
+
+
+def test_the_image_holds_neither_the_client_nor_the_development_provisioning() -> None:
+    """The client is its own package (client/), and the model provisioning for development is
+    in builder/: the worker's code (everything ``COPY src/`` takes) imports neither."""
+    copied = set(copy_sources())
+    assert not {c for c in copied if c.startswith("client")}
+    assert "client" in dockerignore_patterns()
+    assert not (REPO_ROOT / "src" / "client").exists()
+    for path in [REPO_ROOT / "handler.py", *sorted((REPO_ROOT / "src").rglob("*.py"))]:
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r"^\s*(?:from|import) (whisper_client|builder)\b", text, re.MULTILINE)
+        assert not found, f"{path.relative_to(REPO_ROOT)} imports {found}"
 
 
 def test_the_speaker_model_is_baked_before_the_image_goes_offline() -> None:

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from whisper_client.api import JobStatus
+from whisper_client.local_endpoint import LocalEndpoint
+from whisper_client.local_queue import RUN_RETENTION_S, RUNSYNC_RETENTION_S
 
-from src.client.api import JobStatus
-from src.client.local_endpoint import LocalEndpoint
-from src.client.local_queue import RUN_RETENTION_S, RUNSYNC_RETENTION_S
 from tests.client_helpers import API_KEY, FakeTime, GatedHandler, fast_client
 
 OK = {"transcription": {"text": "hello"}}

@@ -10,11 +10,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from whisper_client.api import RunPodClient
+from whisper_client.local_endpoint import LocalEndpoint, load_handler
+from whisper_client.policy import PollPolicy
+from whisper_client.transcribe import transcribe
 
-from src.client.api import RunPodClient
-from src.client.local_endpoint import LocalEndpoint, load_handler
-from src.client.policy import PollPolicy
-from src.client.transcribe import transcribe
 from src.config import Settings
 from src.processor import WhisperProcessor
 from tests.conftest import Clip, b64_file, wer
@@ -66,7 +66,7 @@ def test_streamed_segments_arrive_and_match_the_result(
 
 
 def test_stream_of_a_failing_job(streaming_endpoint: LocalEndpoint) -> None:
-    from src.client.errors import JobError
+    from whisper_client.errors import JobError
 
     with client_for(streaming_endpoint) as client:
         status = client.run({"audio": {"base64": base64.b64encode(b"no audio").decode()}})

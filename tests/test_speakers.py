@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from whisper_client.api import RunPodClient
+from whisper_client.local_endpoint import LocalEndpoint, load_handler
+from whisper_client.policy import PollPolicy
 
-from src.client.api import RunPodClient
-from src.client.local_endpoint import LocalEndpoint, load_handler
-from src.client.policy import PollPolicy
 from tests.conftest import Clip, load_waveform, wav_bytes
 from tests.test_diarization import encoder_file, resemblyzer_wheel  # noqa: F401 (fixtures)
 

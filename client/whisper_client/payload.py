@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.client.errors import AudioPrepError, Interrupted, PayloadTooLarge
+from whisper_client.errors import AudioPrepError, Interrupted, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 

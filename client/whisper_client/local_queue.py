@@ -12,6 +12,12 @@ dropped (RunPod's worker, too, only learns of a cancellation between jobs).
 
 Like RunPod's worker (runpod-python ``rp_job.run_job``), an ``error`` key in the handler's dict
 makes the job ``FAILED`` with that error, and an exception does too, with its type and message.
+
+Three kinds of handler run here: a plain one (returns the output), a generator one (RunPod's
+streaming worker: each item goes to ``/stream``, the output is the list of them), and a
+``ProgressHandler``, the worker's ``job_updates``: it yields ``{"progress": report}`` items,
+shown as the running job's ``output`` in ``/status`` as RunPod shows ``progress_update``, then
+one ``{"output": ...}``, which finishes the job.
 """
 
 from __future__ import annotations
@@ -23,13 +29,24 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class ProgressHandler:
+    """A handler that reports progress: ``updates(job)`` yields ``{"progress": report}`` items
+    and last exactly one ``{"output": output}`` (the output a plain handler would return)."""
+
+    updates: Callable[[dict[str, Any]], Iterator[dict[str, Any]]]
+
+
+Worker = Handler | ProgressHandler
 
 DEFAULT_EXECUTION_TIMEOUT_S = 600.0
 DEFAULT_TTL_S = 24 * 3600.0
@@ -81,7 +98,7 @@ class JobQueue:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Worker,
         *,
         workers: int = 1,
         clock: Callable[[], float] = time.monotonic,
@@ -238,8 +255,10 @@ class JobQueue:
                 self._running += 1
                 payload = {"id": job.id, "input": job.input}
             started = time.monotonic()
-            if inspect.isgeneratorfunction(self._handler):
-                output, error = self._call_generator(job_id, payload)
+            if isinstance(self._handler, ProgressHandler):
+                output, error = self._call_updates(job_id, payload, self._handler)
+            elif inspect.isgeneratorfunction(self._handler):
+                output, error = self._call_generator(job_id, payload, self._handler)
             else:
                 output, error = _call(self._handler, payload)
             with self._lock:
@@ -252,13 +271,15 @@ class JobQueue:
                 self._finish(job, "FAILED" if error else "COMPLETED", self._clock())
                 logger.info("job %s %s in %.2f s", job_id, job.status, time.monotonic() - started)
 
-    def _call_generator(self, job_id: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
+    def _call_generator(
+        self, job_id: str, payload: dict[str, Any], handler: Handler
+    ) -> tuple[Any, str | None]:
         """A streaming handler, as RunPod runs it with ``return_aggregate_stream``: each item is
         streamed as it comes; the output is the list of them all; an item with ``error`` ends
         the job as FAILED."""
         items: list[Any] = []
         try:
-            for item in self._handler(payload):
+            for item in handler(payload):
                 if isinstance(item, dict) and item.get("error"):
                     error = item["error"]
                     return None, error if isinstance(error, str) else json.dumps(error)
@@ -272,6 +293,22 @@ class JobQueue:
             logger.error("job %s: the handler raised %s", payload["id"], type(e).__name__)
             return None, json.dumps({"error_type": type(e).__name__, "error_message": str(e)})
         return items, None
+
+    def _call_updates(
+        self, job_id: str, payload: dict[str, Any], handler: ProgressHandler
+    ) -> tuple[Any, str | None]:
+        """``job_updates``: progress into the job's ``/status`` while it runs; the output, read
+        as a plain handler's answer, finishes it."""
+        try:
+            for update in handler.updates(payload):
+                if "output" in update:
+                    return _outcome(update["output"])
+                if "progress" in update:
+                    self.progress(job_id, update["progress"])
+        except Exception as e:
+            logger.error("job %s: the handler raised %s", payload["id"], type(e).__name__)
+            return None, json.dumps({"error_type": type(e).__name__, "error_message": str(e)})
+        return None, "the handler ended without an output"
 
     def stream(self, job_id: str) -> dict[str, Any] | None:
         """``/stream``: the job's status and the items yielded since the last call."""
@@ -303,6 +340,11 @@ def _call(handler: Handler, payload: dict[str, Any]) -> tuple[Any, str | None]:
         # the type only: an exception's message may quote the input
         logger.error("job %s: the handler raised %s", payload["id"], type(e).__name__)
         return None, json.dumps({"error_type": type(e).__name__, "error_message": str(e)})
+    return _outcome(result)
+
+
+def _outcome(result: Any) -> tuple[Any, str | None]:
+    """A handler's answer as ``(output, error)``: an ``error`` key fails the job, as on RunPod."""
     if isinstance(result, dict) and "error" in result:
         rest = {k: v for k, v in result.items() if k != "error"}
         error = result["error"]

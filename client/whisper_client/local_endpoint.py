@@ -3,7 +3,7 @@
 RunPod's own test server (``python handler.py --rp_serve_api``) differs from the real API: its
 status route is POST-only, it has no queue (a job runs inside the request that submits it) and
 no cancel, so a client written against it breaks in production. This server keeps the real
-API's routes, JSON shapes and job lifecycle (``src/client/local_queue.py``):
+API's routes, JSON shapes and job lifecycle (``client/whisper_client/local_queue.py``):
 
     POST /v2/{endpoint}/run               {"input", "webhook"?, "policy"?} -> {"id", "status"}
     POST /v2/{endpoint}/runsync?wait=ms   the finished job, or its status after ``wait`` ms
@@ -40,16 +40,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from src import progress
-from src.client.local_queue import (
+from whisper_client.local_queue import (
     DEFAULT_EXECUTION_TIMEOUT_S,
     DEFAULT_TTL_S,
     RUN_RETENTION_S,
     RUNSYNC_RETENTION_S,
-    Handler,
     JobQueue,
+    ProgressHandler,
+    Worker,
 )
-from src.client.policy import MAX_TTL_MS, MIN_EXECUTION_TIMEOUT_MS, MIN_TTL_MS
+from whisper_client.policy import MAX_TTL_MS, MIN_EXECUTION_TIMEOUT_MS, MIN_TTL_MS
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class LocalEndpoint:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Worker,
         *,
         endpoint_id: str = "local",
         api_key: str | None = "local",
@@ -162,7 +162,6 @@ class LocalEndpoint:
             target=server.run, kwargs={"sockets": [sock]}, name="local-endpoint", daemon=True
         )
         self.queue.start()
-        progress.set_sink(self._progress)
         thread.start()
         deadline = time.monotonic() + 10.0
         while not server.started:
@@ -173,11 +172,7 @@ class LocalEndpoint:
         self.base_url = f"http://{host}:{sock.getsockname()[1]}/v2"
         return self.base_url
 
-    def _progress(self, job: dict[str, Any], report: dict[str, Any]) -> None:
-        self.queue.progress(str(job.get("id")), report)
-
     def stop(self) -> None:
-        progress.set_sink(None)
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(10.0)
@@ -350,17 +345,35 @@ async def _refusal_response(request: Request, exc: _Refusal) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
 
 
-def load_handler(module: str = "handler", *, stream: bool = False) -> Handler:
-    """The real ``handler`` from ``handler.py`` (its ``stream_handler`` with ``stream``), its
-    model loaded before the first job arrives.
+def load_handler(
+    module: str = "handler", *, stream: bool = False, worker_dir: str | None = None
+) -> Worker:
+    """The real worker's handler, its model loaded before the first job arrives.
 
-    Imported here, on demand, and not at the top: the client side never imports the model.
+    ``module`` (``handler.py``) is imported by name, from ``worker_dir`` (a checkout of the
+    worker, with its dependencies installed) or the import path. With ``stream``, its
+    ``stream_handler`` (the ``/stream`` items); else its ``job_updates`` (progress reports,
+    then the output), or its plain ``handler`` (no progress) where a worker has no
+    ``job_updates``. Imported here, on demand, and nowhere else: the client never imports the
+    worker or the model otherwise.
     """
     import importlib
+    import os
+    import sys
 
+    if worker_dir is not None:
+        where = os.path.abspath(worker_dir)
+        if where not in sys.path:
+            sys.path.insert(0, where)
     loaded = importlib.import_module(module)
     warm = getattr(loaded, "get_processor", None)
     if callable(warm):
         warm()
-    handler: Handler = loaded.stream_handler if stream else loaded.handler
-    return handler
+    if stream:
+        streaming: Worker = loaded.stream_handler
+        return streaming
+    updates = getattr(loaded, "job_updates", None)
+    if callable(updates):
+        return ProgressHandler(updates)
+    plain: Worker = loaded.handler
+    return plain

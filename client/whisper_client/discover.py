@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from src.client.probe import MediaInfo, probe
+from whisper_client.probe import MediaInfo, probe
 
 logger = logging.getLogger(__name__)
 

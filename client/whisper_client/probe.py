@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.client.errors import ConfigError
+from whisper_client.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

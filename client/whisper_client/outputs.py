@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
-from src.client.errors import ClientError
+from whisper_client.errors import ClientError
 
 Format = Literal["json", "srt", "vtt", "txt"]
 FORMATS: tuple[str, ...] = get_args(Format)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from src.client.errors import ConfigError
+from whisper_client.errors import ConfigError
 
 #: RunPod's bounds on ``policy`` (milliseconds), from its "Execution policies" documentation
 MIN_EXECUTION_TIMEOUT_MS = 5_000

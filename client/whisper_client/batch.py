@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from src.client.api import RUN_MAX_BODY_BYTES, JobStatus, RunPodClient
-from src.client.discover import MediaFile, discover
-from src.client.errors import (
+from whisper_client.api import RUN_MAX_BODY_BYTES, JobStatus, RunPodClient
+from whisper_client.discover import MediaFile, discover
+from whisper_client.errors import (
     AuthError,
     ClientError,
     ConfigError,
@@ -42,8 +42,8 @@ from src.client.errors import (
     Interrupted,
     JobError,
 )
-from src.client.journal import Entry, Journal, file_sha256, settings_fingerprint
-from src.client.outputs import (
+from whisper_client.journal import Entry, Journal, file_sha256, settings_fingerprint
+from whisper_client.outputs import (
     FORMATS,
     output_bases,
     output_names,
@@ -51,9 +51,9 @@ from src.client.outputs import (
     worker_output_format,
     write_atomic,
 )
-from src.client.policy import ExecutionPolicy
-from src.client.progress import LogProgress, Progress, human_duration
-from src.client.transcribe import build_input, run_job, validate_options
+from whisper_client.policy import ExecutionPolicy
+from whisper_client.progress import LogProgress, Progress, human_duration
+from whisper_client.transcribe import build_input, run_job, validate_options
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """One transcription through an endpoint: validate the options, build the input, run, interpret.
 
-Shared by ``python -m src.client run`` and the batch transcriber. The options are checked with
-the worker's own request model (``src.request``, which imports no model) before anything is
-sent, so a typo costs an error message rather than a paid job.
+Shared by ``whisper-client run`` and the batch transcriber. The options are checked against
+the worker's own schema (``whisper_client.options``, a JSON Schema generated from the worker's
+request model) before anything is sent, so a typo costs an error message rather than a paid job.
 """
 
 from __future__ import annotations
@@ -15,32 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.client.api import (
+from whisper_client.api import (
     RUN_MAX_BODY_BYTES,
     RUNSYNC_MAX_BODY_BYTES,
     JobStatus,
     RunPodClient,
     encode_body,
 )
-from src.client.errors import ConfigError, JobError
-from src.client.payload import PreparedAudio, prepare_audio
-from src.client.policy import ExecutionPolicy
-from src.errors import InvalidRequest
-from src.request import parse_request
+from whisper_client.errors import JobError
+from whisper_client.options import check_options
+from whisper_client.payload import PreparedAudio, prepare_audio
+from whisper_client.policy import ExecutionPolicy
 
 logger = logging.getLogger(__name__)
 
-#: stands in for the audio while the options are validated; never sent
-_PLACEHOLDER_URL = "https://placeholder.invalid/audio"
-
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options as they will be sent, once the worker's request model has accepted them."""
-    try:
-        parse_request({"audio": {"url": _PLACEHOLDER_URL}, "options": dict(options)})
-    except InvalidRequest as e:
-        raise ConfigError(str(e).replace("invalid input: ", "invalid option: ", 1)) from None
-    return dict(options)
+    """The options as they will be sent, once the worker's schema has accepted them."""
+    return check_options(options)
 
 
 def is_url(source: str | Path) -> bool:

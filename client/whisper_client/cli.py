@@ -1,4 +1,4 @@
-"""``python -m src.client``: transcribe a file or URL, a whole folder, or serve a local endpoint.
+"""``whisper-client``: transcribe a file or URL, a whole folder, or serve a local endpoint.
 
     run SOURCE          one local file or http(s) URL; the result on stdout or in --output
     batch IN OUT        every audio/video file under IN, mirrored into OUT; resumable
@@ -22,13 +22,13 @@ from concurrent.futures import wait as wait_for
 from pathlib import Path
 from typing import Any
 
-from src.client.api import DEFAULT_BASE_URL, RunPodClient
-from src.client.batch import BatchConfig, BatchSummary, run_batch
-from src.client.errors import AuthError, ClientError, ConfigError, EndpointNotFound
-from src.client.outputs import FORMATS, render, worker_output_format, write_atomic
-from src.client.policy import ExecutionPolicy
-from src.client.progress import human_duration, make_progress
-from src.client.transcribe import transcribe, validate_options
+from whisper_client.api import DEFAULT_BASE_URL, RunPodClient
+from whisper_client.batch import BatchConfig, BatchSummary, run_batch
+from whisper_client.errors import AuthError, ClientError, ConfigError, EndpointNotFound
+from whisper_client.outputs import FORMATS, render, worker_output_format, write_atomic
+from whisper_client.policy import ExecutionPolicy
+from whisper_client.progress import human_duration, make_progress
+from whisper_client.transcribe import transcribe, validate_options
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +126,17 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from src.client.local_endpoint import LocalEndpoint, load_handler
+    try:
+        from whisper_client.local_endpoint import LocalEndpoint, load_handler
+    except ImportError as e:
+        raise ConfigError(
+            f"serve needs {e.name or 'fastapi and uvicorn'}: run it in the worker's environment, "
+            "with pip install './client[serve]'"
+        ) from None
 
     key = args.api_key or os.environ.get("RUNPOD_API_KEY") or "local"
     endpoint = LocalEndpoint(
-        load_handler(stream=args.stream),
+        load_handler(stream=args.stream, worker_dir=args.worker),
         endpoint_id=args.endpoint_id,
         api_key=key,
         workers=args.workers,
@@ -141,7 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
     key_hint = "RUNPOD_API_KEY=local " if key == "local" else ""
     _say(
         f"local endpoint {args.endpoint_id!r} at {base}; try:\n"
-        f"  {key_hint}python -m src.client run FILE --endpoint {args.endpoint_id} --base-url {base}"
+        f"  {key_hint}whisper-client run FILE --endpoint {args.endpoint_id} --base-url {base}"
     )
     endpoint.serve_forever(args.host, args.port)
     return 0
@@ -230,7 +236,7 @@ def _setup_logging(verbose: int, *, quiet: bool = False) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m src.client",
+        prog="whisper-client",
         description="Transcribe audio through a RunPod endpoint running this worker.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -272,6 +278,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--endpoint-id", default="local")
     serve.add_argument("--api-key", help="the key clients must send (RUNPOD_API_KEY, or 'local')")
     serve.add_argument("--workers", type=int, default=1, help="handler threads (1)")
+    serve.add_argument(
+        "--worker",
+        metavar="DIR",
+        default=".",
+        help="the worker's checkout, whose handler.py is run (default: this directory)",
+    )
     serve.add_argument(
         "--stream",
         action="store_true",

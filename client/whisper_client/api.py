@@ -46,8 +46,7 @@ from typing import Any
 
 import httpx
 
-from src.audio.source import redact_url  # the one form of a URL allowed in logs
-from src.client.errors import (
+from whisper_client.errors import (
     AuthError,
     ClientError,
     ConfigError,
@@ -60,7 +59,8 @@ from src.client.errors import (
     ServiceUnavailable,
     SubmissionUncertain,
 )
-from src.client.policy import ExecutionPolicy, PollPolicy, RetryPolicy
+from whisper_client.policy import ExecutionPolicy, PollPolicy, RetryPolicy
+from whisper_client.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
