@@ -80,6 +80,7 @@ def create_app(
         holder.start_loading()
         yield
         await holder.close()
+        logger.info("HTTP mode: shut down")
 
     app = FastAPI(
         title="whisper-worker",
