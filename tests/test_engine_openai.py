@@ -11,6 +11,7 @@ import dataclasses
 import gc
 import gzip
 import itertools
+import time
 import warnings
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from src.engines.openai import (
 )
 from src.engines.vad import speech_regions
 from src.errors import ModelError, UnsupportedOption
-from tests.conftest import Clip
+from tests.conftest import Clip, load_waveform
 from tests.test_ct2_to_openai import TINY_EN_DIR, base_ct2_dir, converted
 
 SR = 16000
@@ -323,3 +324,15 @@ def test_decode_clips_join_pauses_and_stay_inside_the_audio() -> None:
     assert decode_clips([(1.0, 1.004)], 10 * SR) == []
     # a region longer than a window stays one clip; openai-whisper seeks through it
     assert decode_clips([(0.0, 45.0), (45.5, 50.0)], 50 * SR) == [(0.0, 45.0), (45.5, 50.0)]
+
+
+def test_decode_yields_clip_by_clip(tiny_en: OpenAIWhisperEngine, manifest: list[Clip]) -> None:
+    long_form = next(c for c in manifest if c.long_form)
+    audio = load_waveform(long_form.path)[: 75 * 16000]  # three clips, not the whole file
+    decoding = tiny_en.decode(audio, DecodeOptions(language="en", beam_size=1))
+    started = time.perf_counter()
+    items = [(time.perf_counter() - started, s) for s in decoding.segments]
+    total = time.perf_counter() - started
+    assert items[0][0] < 0.6 * total
+    text = "".join(s.text for _, s in items)
+    assert len(text.split()) > 150
