@@ -8,10 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
+# (chromium and chromium-driver: the web page's browser tests, tests/test_page.py)
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1 \
+    || ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends ffmpeg sox >/dev/null
+    apt-get install -y -qq --no-install-recommends ffmpeg sox chromium chromium-driver >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}
