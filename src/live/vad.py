@@ -1,0 +1,53 @@
+"""Silero VAD run incrementally: each new 32 ms window scored once, as audio arrives.
+
+faster-whisper's ``SileroVADModel.__call__`` scores a whole array in one go, starting from a zero
+recurrent state. Its ONNX graph takes and returns that state (``h``, ``c``) and prepends 64
+samples of context to each 512-sample window, so carrying both across calls gives exactly the
+probabilities of one call over the whole stream (``tests/test_live_policy.py`` checks this)
+while each window is computed only once. The loaded model is faster-whisper's own, shared with
+the file decodes' ``vad_filter`` (ONNX Runtime sessions may be run from several threads).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from faster_whisper.vad import get_vad_model
+
+#: samples per scored window at 16 kHz (32 ms), and the context each window is given
+WINDOW = 512
+CONTEXT = 64
+_STATE_SHAPE = (1, 1, 128)
+
+
+class StreamingVad:
+    """Speech probabilities of successive 512-sample windows of one 16 kHz stream."""
+
+    def __init__(self) -> None:
+        self._session = get_vad_model().session
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next sample starts window 0 with a fresh state."""
+        self._h = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._c = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._context = np.zeros(CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        #: windows scored since the last reset
+        self.windows = 0
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Probabilities of the windows that ``samples`` completes (maybe none), in order."""
+        data = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        count = len(data) // WINDOW
+        self._pending = data[count * WINDOW :]
+        if count == 0:
+            return np.zeros(0, dtype=np.float32)
+        windows = data[: count * WINDOW].reshape(count, WINDOW)
+        contexts = np.concatenate([self._context[None, :], windows[:-1, -CONTEXT:]], axis=0)
+        batch = np.ascontiguousarray(np.concatenate([contexts, windows], axis=1))
+        output, self._h, self._c = self._session.run(
+            None, {"input": batch, "h": self._h, "c": self._c}
+        )
+        self._context = windows[-1, -CONTEXT:].copy()
+        self.windows += count
+        return np.asarray(output, dtype=np.float32).reshape(count)

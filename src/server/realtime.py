@@ -1,0 +1,376 @@
+"""``GET /v1/realtime?intent=transcription``: live transcription over a WebSocket, speaking OpenAI's
+Realtime API in transcription mode (wire format: ``src/server/realtime_events.py``; policy:
+``src.live.session``).
+
+A connection, in order of what happens:
+
+1. The handshake is accepted (choosing the ``realtime`` subprotocol when offered). With
+   ``API_KEY`` set the key must come as ``Authorization: Bearer``, the ``api_key`` query
+   parameter, or the ``openai-insecure-api-key.<key>`` subprotocol browsers use; otherwise an
+   ``error`` event (code ``invalid_api_key``) is sent and the socket closed with 1008. Over
+   ``LIVE_MAX_SESSIONS`` open sessions, an ``error`` (code ``session_limit``) and 1013.
+2. ``session.created`` with the defaults: 24 kHz PCM16, server VAD (threshold 0.5, 300 ms
+   prefix padding, 500 ms silence), the worker's model, language detected.
+3. The client's events are read as they come; audio is converted and the VAD run at once, on
+   the event loop. One decode at a time runs in a worker thread through
+   ``processor.decode_samples`` (live decodes go before file decodes at the model's gate), and
+   its results go out as soon as they are in. Events go out in the order they were made.
+4. The session ends when the client closes or vanishes (everything it held is dropped; a decode
+   under way finishes in its thread and is thrown away), after ``LIVE_IDLE_TIMEOUT`` seconds
+   without a client event (an ``error`` with code ``idle_timeout``, then 1000), or when the model
+   cannot be loaded (an ``error``, then 1011).
+
+A session holds the model (``app.state.model.use()``) for its whole life, so an idle unload
+waits for open sessions. ``app.state.live_sessions`` (``LiveSessions``) counts the open ones;
+it is made from ``LiveSettings.from_env()`` at the first connection unless set before.
+
+Client mistakes get an ``error`` event and the connection stays up: bad JSON, unknown event
+types or fields (``param`` names the field), bad base64, an empty commit (code
+``input_audio_buffer_commit_empty``), audio over the session's buffer cap (code
+``input_audio_buffer_full``; the chunk is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, WebSocket
+from starlette.websockets import WebSocketState
+
+from src.errors import InvalidRequest, ModelError, WorkerError
+from src.live.events import LiveEvent, TranscriptCompleted
+from src.live.session import BufferFull, EmptyCommit, LiveSession
+from src.live.settings import LiveSettings
+from src.processor import WhisperProcessor
+from src.server.auth import check_websocket, key_matches
+from src.server.realtime_events import (
+    BufferAppend,
+    BufferClear,
+    BufferCommit,
+    ProtocolError,
+    RealtimeSession,
+    SessionUpdate,
+    decode_audio,
+    error_event,
+    parse_client_event,
+    protocol_error_event,
+    session_event,
+    wire_event,
+)
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+SUBPROTOCOL = "realtime"
+#: how browsers pass the API key (they cannot set headers on a WebSocket)
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+#: how long the last events (an error, a completed) may take to go out before the close
+FLUSH_SECONDS = 5.0
+
+#: WebSocket close codes
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+INTERNAL_ERROR = 1011
+NORMAL = 1000
+
+
+class LiveSessions:
+    """The live sessions open in this process, against ``LiveSettings.max_sessions``."""
+
+    def __init__(self, settings: LiveSettings) -> None:
+        self.settings = settings
+        self.open = 0
+
+    def try_open(self) -> bool:
+        if self.open >= self.settings.max_sessions:
+            return False
+        self.open += 1
+        return True
+
+    def close(self) -> None:
+        self.open -= 1
+
+
+def live_sessions(app: FastAPI) -> LiveSessions:
+    sessions = getattr(app.state, "live_sessions", None)
+    if not isinstance(sessions, LiveSessions):
+        sessions = LiveSessions(LiveSettings.from_env())
+        app.state.live_sessions = sessions
+    return sessions
+
+
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket) -> None:
+    offered: list[str] = list(websocket.scope.get("subprotocols") or [])
+    await websocket.accept(subprotocol=_chosen_subprotocol(offered))
+    if not _authorized(websocket, offered):
+        await _refuse(
+            websocket,
+            error_event(
+                "invalid or missing API key: send it as 'Authorization: Bearer <key>' or the "
+                "'openai-insecure-api-key.<key>' subprotocol",
+                code="invalid_api_key",
+            ),
+            POLICY_VIOLATION,
+            "invalid API key",
+        )
+        return
+    intent = websocket.query_params.get("intent")
+    if intent not in (None, "transcription"):
+        await _refuse(
+            websocket,
+            error_event(
+                f"{intent!r}: this server serves transcription sessions only "
+                "(allowed: 'transcription')",
+                code="invalid_value",
+                param="intent",
+            ),
+            POLICY_VIOLATION,
+            "transcription only",
+        )
+        return
+    sessions = live_sessions(websocket.app)
+    if not sessions.try_open():
+        await _refuse(
+            websocket,
+            error_event(
+                f"this server already has {sessions.settings.max_sessions} live sessions open "
+                "(LIVE_MAX_SESSIONS); try again later",
+                type="server_error",
+                code="session_limit",
+            ),
+            TRY_AGAIN_LATER,
+            "too many live sessions",
+        )
+        return
+    try:
+        await _Connection(websocket, sessions.settings).run()
+    finally:
+        sessions.close()
+
+
+def _chosen_subprotocol(offered: list[str]) -> str | None:
+    """``realtime`` when offered, else any offered one but a key (never echoed back)."""
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    return next((p for p in offered if not p.startswith(KEY_SUBPROTOCOL)), None)
+
+
+def _authorized(websocket: WebSocket, offered: list[str]) -> bool:
+    if check_websocket(websocket):
+        return True
+    expected: str | None = websocket.app.state.settings.api_key
+    if expected is None:
+        return True
+    return any(
+        key_matches(p[len(KEY_SUBPROTOCOL) :], expected)
+        for p in offered
+        if p.startswith(KEY_SUBPROTOCOL)
+    )
+
+
+async def _refuse(websocket: WebSocket, event: dict[str, Any], code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.send_text(json.dumps(event))
+        await websocket.close(code, reason)
+
+
+class _Connection:
+    """One accepted socket: its live session, a reader, a decoder and a writer task."""
+
+    def __init__(self, websocket: WebSocket, settings: LiveSettings) -> None:
+        self.ws = websocket
+        self.settings = settings
+        self.model = websocket.app.state.model
+        self.state = RealtimeSession.new(websocket.app.state.settings.worker.model)
+        self.session = LiveSession(
+            self.state.config(), max_buffer_seconds=settings.max_buffer_seconds
+        )
+        self.processor: WhisperProcessor | None = None
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.wake = asyncio.Event()
+        self.items = 0
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        logger.info("live session %s opened", self.state.id)
+        self.emit(session_event("session.created", self.state))
+        sender = asyncio.create_task(self._send_loop())
+        receiver = asyncio.create_task(self._receive_loop())
+        decoder = asyncio.create_task(self._decode_loop())
+        close: tuple[int, str] | None = None
+        try:
+            done, _ = await asyncio.wait({receiver, decoder}, return_when=asyncio.FIRST_COMPLETED)
+            close = next(iter(done)).result()
+        finally:
+            for task in (receiver, decoder):
+                task.cancel()
+            await asyncio.gather(receiver, decoder, return_exceptions=True)
+            self.outbox.put_nowait(None)
+            if close is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(sender), FLUSH_SECONDS)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            if close is not None and self.ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(*close)
+            logger.info(
+                "live session %s closed after %.0f s: %d items, %.0f s of audio",
+                self.state.id,
+                time.monotonic() - started,
+                self.items,
+                self.session.position / 16000,
+            )
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.outbox.put_nowait(event)
+
+    def emit_live(self, events: list[LiveEvent]) -> None:
+        for event in events:
+            if isinstance(event, TranscriptCompleted):
+                self.items += 1
+            self.emit(wire_event(event))
+
+    async def _send_loop(self) -> None:
+        while (event := await self.outbox.get()) is not None:
+            try:
+                await self.ws.send_text(json.dumps(event))
+            except Exception:  # the client is gone; the reader sees it too
+                logger.debug("live session %s: send failed", self.state.id)
+                return
+
+    async def _receive_loop(self) -> tuple[int, str] | None:
+        """Read client events until the client leaves (None) or goes idle (a close)."""
+        idle = self.settings.idle_timeout
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), idle)
+            except asyncio.TimeoutError:
+                self.emit(
+                    error_event(
+                        f"session closed: no client event for {idle:.0f} s (LIVE_IDLE_TIMEOUT)",
+                        code="idle_timeout",
+                    )
+                )
+                return NORMAL, "idle timeout"
+            if message["type"] == "websocket.disconnect":
+                return None
+            text = message.get("text")
+            if text is None:
+                self.emit(
+                    error_event(
+                        "expected JSON events in text frames, got a binary frame",
+                        code="invalid_event",
+                    )
+                )
+                continue
+            self._handle(text)
+
+    def _handle(self, text: str) -> None:
+        event_id = None
+        try:
+            event = parse_client_event(text)
+            event_id = event.event_id
+            if isinstance(event, SessionUpdate):
+                self._update(event)
+            elif isinstance(event, BufferAppend):
+                self.emit_live(self.session.append(decode_audio(event)))
+            elif isinstance(event, BufferCommit):
+                self.emit_live(self.session.commit())
+            elif isinstance(event, BufferClear):
+                self.emit_live(self.session.clear())
+        except ProtocolError as e:
+            self.emit(protocol_error_event(e))
+        except EmptyCommit as e:
+            self.emit(
+                error_event(
+                    str(e), code="input_audio_buffer_commit_empty", client_event_id=event_id
+                )
+            )
+        except BufferFull as e:
+            self.emit(error_event(str(e), code="input_audio_buffer_full", client_event_id=event_id))
+        except InvalidRequest as e:
+            self.emit(error_event(str(e), code="invalid_value", client_event_id=event_id))
+        except Exception:
+            logger.exception("live session %s: an event could not be handled", self.state.id)
+            self.emit(
+                error_event(
+                    "the server could not handle this event",
+                    type="server_error",
+                    code="server_error",
+                    client_event_id=event_id,
+                )
+            )
+        self.wake.set()
+
+    def _update(self, event: SessionUpdate) -> None:
+        state = self.state.updated(event)
+        processor = self.processor
+        if state.language not in (None, "en") and processor and not processor.info.multilingual:
+            raise ProtocolError(
+                f"the loaded model {processor.info.model!r} is English-only (allowed: 'en' or "
+                "null)",
+                param="session.audio.input.transcription.language",
+                event_id=event.event_id,
+            )
+        self.state = state
+        self.session.update(state.config())
+        self.emit(session_event("session.updated", state))
+
+    async def _decode_loop(self) -> tuple[int, str]:
+        """Run the session's decodes one at a time, for as long as the connection lasts."""
+        try:
+            async with self.model.use() as processor:
+                self.processor = processor
+                while True:
+                    job = self.session.next_decode()
+                    if job is None:
+                        self.wake.clear()
+                        await self.wake.wait()
+                        continue
+                    started = time.perf_counter()
+                    try:
+                        transcript = await asyncio.to_thread(
+                            processor.decode_samples, job.samples, job.options
+                        )
+                    except WorkerError as e:
+                        logger.warning(
+                            "live session %s: %s decode failed: %s",
+                            self.state.id,
+                            job.kind,
+                            type(e).__name__,
+                        )
+                        self.emit_live(self.session.fail(job, str(e)))
+                    except Exception as e:
+                        logger.error(
+                            "live session %s: %s decode failed: %s",
+                            self.state.id,
+                            job.kind,
+                            type(e).__name__,
+                        )
+                        self.emit_live(self.session.fail(job, "transcription failed"))
+                    else:
+                        logger.debug(
+                            "live session %s: %s decode of %.1f s in %.2f s",
+                            self.state.id,
+                            job.kind,
+                            job.seconds,
+                            time.perf_counter() - started,
+                        )
+                        self.emit_live(self.session.apply(job, transcript))
+        except ModelError as e:
+            self.emit(
+                error_event(
+                    f"the model could not be loaded: {e}",
+                    type="server_error",
+                    code="model_unavailable",
+                )
+            )
+            return INTERNAL_ERROR, "model unavailable"
