@@ -43,6 +43,14 @@ class InvalidField(InvalidRequest):
         self.param = param
 
 
+class UploadTooLarge(TooLarge):
+    """The uploaded file passed the byte cap while it arrived (``param``: its form field)."""
+
+    def __init__(self, message: str, param: str = "file") -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class Unauthorized(Exception):
     """The request lacks ``Authorization: Bearer <API_KEY>`` or gives a different key."""
 
@@ -89,7 +97,8 @@ def api_error(error: BaseException) -> ApiError:
             headers={"WWW-Authenticate": "Bearer"},
         )
     if isinstance(error, TooLarge):
-        return ApiError(413, str(error), "invalid_request_error", "file", error.kind)
+        param = error.param if isinstance(error, UploadTooLarge) else None
+        return ApiError(413, str(error), "invalid_request_error", param, error.kind)
     if isinstance(error, InvalidRequest):
         param = error.param if isinstance(error, InvalidField) else None
         return ApiError(400, str(error), "invalid_request_error", param, error.kind)

@@ -22,7 +22,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from src.errors import TooLarge
-from src.server.errors import InvalidField
+from src.server.errors import InvalidField, UploadTooLarge
 
 #: bounds on the form's text fields (a prompt, a custom vocabulary as JSON, ...)
 MAX_FIELD_BYTES = 256 * 1024
@@ -48,7 +48,9 @@ class Form:
 
 
 def _too_large(max_bytes: int) -> TooLarge:
-    return TooLarge(f"file: the upload is over the limit of {max_bytes} bytes (MAX_DOWNLOAD_BYTES)")
+    return UploadTooLarge(
+        f"file: the upload is over the limit of {max_bytes} bytes (MAX_DOWNLOAD_BYTES)"
+    )
 
 
 def _declared_length(request: Request) -> int | None:
