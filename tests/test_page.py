@@ -12,6 +12,7 @@ system temp directory) for a person to look at.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import json
@@ -189,6 +190,16 @@ def js(driver: Any, script: str, *args: Any) -> Any:
     return driver.execute_script(script, *args)
 
 
+def prop(driver: Any, selector: str, name: str) -> Any:
+    """A property of the element at ``selector`` ("hidden", "textContent", ...)."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "return e === null ? null : e[arguments[1]];",
+        selector,
+        name,
+    )
+
+
 def fetch_text(driver: Any, url: str) -> str:
     """What a link of the page points at (a blob: URL), read inside the page."""
     text: str = driver.execute_async_script(
@@ -237,6 +248,21 @@ def choose_file(driver: Any, path: Path) -> None:
     from selenium.webdriver.common.by import By
 
     driver.find_element(By.ID, "file").send_keys(str(path))
+
+
+def drop_file(driver: Any, path: Path) -> None:
+    """Drop a file on the page, as a person dragging it from their desktop would."""
+    driver.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
+        "const data = new DataTransfer();"
+        "data.items.add(new File([bytes], arguments[1], { type: 'audio/wav' }));"
+        "const zone = document.querySelector('#dropzone');"
+        "for (const type of ['dragenter', 'dragover', 'drop']) {"
+        "  zone.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true }));"
+        "}",
+        base64.b64encode(path.read_bytes()).decode("ascii"),
+        path.name,
+    )
 
 
 def wait_done(driver: Any, timeout: float = DECODE_WAIT) -> None:
@@ -399,6 +425,30 @@ def _seconds(stamp: str) -> float:
     return round(int(hours) * 3600 + int(minutes) * 60 + float(seconds), 3)
 
 
+def test_cancel_stops_the_decode(browser: Any, server: Server) -> None:
+    """Cancel while segments stream: the page stops, offers nothing half-done, and the server
+    is free for the next file at once (the disconnect cancelled the decode)."""
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server)
+    choose_file(browser, clip(LONG_CLIP).path)
+    wait_for(
+        browser,
+        lambda d: js(d, "return document.querySelectorAll('#transcript .segment').length") > 0,
+        DECODE_WAIT,
+        "the first segments",
+    )
+    browser.find_element(By.ID, "cancel").click()
+    wait_for(browser, lambda d: prop(d, "#progress-row", "hidden"), 10, "the progress to go")
+    assert prop(browser, "#result-meta", "textContent").endswith("cancelled")
+    assert prop(browser, "#downloads", "hidden")
+    short = clip("en_ls-test-clean_1089-134686-0001.wav")
+    choose_file(browser, short.path)
+    wait_done(browser, timeout=60)
+    assert wer(short.text, " ".join(s["text"] for s in page_segments(browser))) < 0.3
+    assert console_errors(browser) == []
+
+
 def _two_readers(tmp_path: Path) -> Path:
     """Two LibriSpeech readers, A B A, 0.6 s apart (the diarization tests' pair), as a WAV."""
     import numpy as np
@@ -553,7 +603,7 @@ def test_narrow_screen(server: Server) -> None:
         )
         open_page(driver, server)
         shot(driver, "07-narrow-empty")
-        choose_file(driver, clip("en_ls-test-clean_1089-134686-0000.wav").path)
+        drop_file(driver, clip("en_ls-test-clean_1089-134686-0000.wav").path)
         wait_done(driver)
         shot(driver, "08-narrow-done")
         overflow = js(driver, "return document.documentElement.scrollWidth - window.innerWidth")

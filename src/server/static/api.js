@@ -140,11 +140,9 @@ export async function* sseEvents(body) {
         else if (field === "data") data.push(text);
       }
     }
-    if (buffer && buffer !== "\r") {
-      // the last line had no line end: the standard drops an unfinished event, and so do we,
-      // except that a complete "data:" line before the stream closed is still honoured
-      if (buffer.startsWith("data:")) data.push(buffer.slice(5).replace(/^ /, ""));
-    }
+    // Lenient at the very end, where the standard drops an unfinished event: a server that
+    // closes right after its last "data:" line (with or without its line end) is still heard.
+    if (buffer.startsWith("data:")) data.push(buffer.slice(5).replace(/^ /, "").replace(/\r$/, ""));
     if (data.length) yield { event: event || "message", data: data.join("\n") };
   } finally {
     reader.releaseLock();

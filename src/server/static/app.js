@@ -3,7 +3,7 @@
 
 import { ApiError, apiFetch, apiRequest, currentKey, errorFrom, jsonEvents, onKeyNeeded, saveKey } from "./api.js";
 import { LANGUAGES } from "./languages.js";
-import { LiveSession } from "./live.js";
+import { LIVE_RATE, LiveSession } from "./live.js";
 import { formatClock, toSrt, toText, toVtt, toJson } from "./subtitles.js";
 import { TranscriptView } from "./transcript.js";
 
@@ -63,7 +63,6 @@ const state = {
   result: null, // the last finished result (verbose_json shape)
   downloadUrls: [],
   duration: null,
-  settingsOfLastRun: null,
 };
 
 const view = new TranscriptView(el.transcript, (seconds) => seek(seconds));
@@ -164,7 +163,7 @@ async function refreshStatus() {
     } else {
       setStatus("ready", state.model ? `${state.model} · ready` : "Ready");
     }
-  } catch (error) {
+  } catch {
     setStatus("down", "Server unreachable");
     statusTimer = setTimeout(refreshStatus, 10000);
   }
@@ -224,6 +223,7 @@ el.diarize.addEventListener("change", () => {
 
 el.options.addEventListener("input", () => {
   el.transcribe.disabled = !state.file || state.live != null;
+  if (state.file) el.transcribe.textContent = "Transcribe with these options";
 });
 
 el.options.addEventListener("submit", (event) => {
@@ -242,7 +242,10 @@ function chooseFile(file) {
   transcribeFile(file);
 }
 
-el.file.addEventListener("change", () => chooseFile(el.file.files?.[0]));
+el.file.addEventListener("change", () => {
+  chooseFile(el.file.files?.[0]);
+  el.file.value = ""; // so that choosing the same file again starts it again
+});
 
 let dragDepth = 0;
 window.addEventListener("dragenter", (event) => {
@@ -437,7 +440,7 @@ async function transcribeFile(file) {
   resetResult();
   loadPlayer(file);
   const s = settings();
-  state.settingsOfLastRun = s;
+  el.transcribe.textContent = "Transcribe again";
   el.meta.textContent = `${file.name} · transcribing…`;
   // on a phone the transcript is below the options: bring it into view
   if (narrow.matches) el.progressRow.closest(".result").scrollIntoView({ behavior: "smooth" });
@@ -563,8 +566,10 @@ async function startRecording() {
       onLevel: (level) => {
         el.levelBar.style.width = `${Math.round(Math.min(1, level * 1.6) * 100)}%`;
       },
-      onClosed: ({ code, reason, clean }) => {
-        if (!clean) showError(new ApiError(reason || `The live connection closed (code ${code}).`), "Live captions stopped.");
+      onClosed: ({ code, reason, clean, error }) => {
+        // a refusal (bad key, too many sessions) comes as an error event just before the close
+        const message = error?.message || reason || `The live connection closed (code ${code}).`;
+        if (!clean) showError(new ApiError(message, { code: error?.code }), "Live captions stopped.");
         if (state.live === session) stopRecording();
       },
     },
@@ -608,23 +613,31 @@ async function stopRecording() {
   state.live = null;
   el.record.disabled = false;
   setRecording(false);
-  const segments = view.segments.filter((s) => s.text.trim());
-  const duration = session.elapsed;
-  const result = {
-    text: segments.map((s) => s.text.trim()).join(" "),
-    language: session.language,
-    duration,
-    segments: segments.map(liveSegment),
-  };
+  const turns = view.segments.filter((s) => s.text.trim());
+  // the WAV holds exactly the audio the server heard: its length is the session's
+  const duration = recording ? (recording.size - 44) / 2 / LIVE_RATE : session.elapsed;
+  const segments = turns.map((turn, id) => ({
+    id,
+    start: turn.start ?? 0,
+    // a turn cut short by Stop has no speech_stopped: it ran to the end of the audio
+    end: turn.end ?? (id + 1 < turns.length ? turns[id + 1].start : duration) ?? duration,
+    text: turn.text.trim(),
+  }));
+  const result = { text: segments.map((s) => s.text).join(" "), language: session.language, duration, segments };
   state.result = result;
-  if (recording) loadPlayer(recording);
+  const name = `recording-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-")}.wav`;
+  if (recording) {
+    loadPlayer(recording);
+    // the recording can go through the file path too (speakers, words): #transcribe does it
+    state.file = new File([recording], name, { type: "audio/wav" });
+    el.transcribe.textContent = "Transcribe the recording";
+    el.fileName.textContent = name;
+    el.fileName.hidden = false;
+    el.transcribe.disabled = false;
+  }
   el.meta.textContent = `Live recording · ${formatClock(duration)} · ${segments.length} turn${segments.length === 1 ? "" : "s"}`;
-  if (segments.length) publishDownloads(result, `recording-${new Date().toISOString().slice(0, 16).replace(/[:T]/g, "-")}`);
+  if (segments.length) publishDownloads(result, name);
   showEmptyIfNothing();
-}
-
-function liveSegment(segment, index) {
-  return { id: index, start: segment.start ?? 0, end: segment.end ?? segment.start ?? 0, text: segment.text.trim() };
 }
 
 function liveEvent(event) {

@@ -5,6 +5,30 @@
 import { ApiError, currentKey, socketUrl } from "./api.js";
 
 const RATE = 24000;
+export const LIVE_RATE = RATE;
+// the audio kept for playing the session back: an hour at 24 kHz, 16-bit (165 MiB)
+const MAX_KEPT_BYTES = 3600 * RATE * 2;
+
+/** A WAV file of 16-bit mono PCM chunks at RATE. */
+function wav(chunks) {
+  const bytes = chunks.reduce((n, c) => n + c.byteLength, 0);
+  const header = new DataView(new ArrayBuffer(44));
+  const text = (at, s) => [...s].forEach((ch, i) => header.setUint8(at + i, ch.charCodeAt(0)));
+  text(0, "RIFF");
+  header.setUint32(4, 36 + bytes, true);
+  text(8, "WAVE");
+  text(12, "fmt ");
+  header.setUint32(16, 16, true);
+  header.setUint16(20, 1, true); // PCM
+  header.setUint16(22, 1, true); // mono
+  header.setUint32(24, RATE, true);
+  header.setUint32(28, RATE * 2, true);
+  header.setUint16(32, 2, true);
+  header.setUint16(34, 16, true);
+  text(36, "data");
+  header.setUint32(40, bytes, true);
+  return new Blob([header, ...chunks], { type: "audio/wav" });
+}
 
 function base64(buffer) {
   const bytes = new Uint8Array(buffer);
@@ -15,9 +39,13 @@ function base64(buffer) {
   return btoa(binary);
 }
 
+// the characters a WebSocket subprotocol may hold (an HTTP token, RFC 6455 section 4.1)
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** A WebSocket once open; rejects with the close event if it never opens. */
 function openSocket(url, protocols) {
   return new Promise((resolve, reject) => {
-    const ws = protocols.length ? new WebSocket(url, protocols) : new WebSocket(url);
+    const ws = new WebSocket(url, protocols);
     ws.onopen = () => {
       ws.onopen = ws.onerror = ws.onclose = null;
       resolve(ws);
@@ -41,8 +69,8 @@ export class LiveSession {
     this.stream = null;
     this.context = null;
     this.node = null;
-    this.recorder = null;
-    this.recorded = [];
+    this.kept = []; // the PCM sent, for playing the session back (its times are the server's)
+    this.keptBytes = 0;
     this.pendingTurns = new Set();
     this.closing = false;
     this.startedAt = 0;
@@ -78,12 +106,15 @@ export class LiveSession {
 
   async #connect() {
     const params = new URLSearchParams({ intent: "transcription" });
-    // Browsers cannot set headers on a WebSocket: the key goes as the api_key query parameter,
-    // which the server accepts for this route (and keeps out of its logs)
+    // Browsers cannot set headers on a WebSocket. The key rides as the subprotocol the OpenAI
+    // SDKs use in a browser ("openai-insecure-api-key.<key>" beside "realtime"), which keeps it
+    // out of URLs; a key with characters a subprotocol cannot hold goes as ?api_key= instead.
     const key = currentKey();
-    if (key) params.set("api_key", key);
+    const protocols = ["realtime"];
+    if (key && TOKEN.test(key)) protocols.push(`openai-insecure-api-key.${key}`);
+    else if (key) params.set("api_key", key);
     try {
-      this.ws = await openSocket(socketUrl(`/v1/realtime?${params}`), []);
+      this.ws = await openSocket(socketUrl(`/v1/realtime?${params}`), protocols);
     } catch (event) {
       if (event?.code === 1008 || event?.code === 4001 || /auth|key|401/i.test(event?.reason || "")) {
         throw new ApiError(event.reason || "The server refused the API key for live captions.", { status: 401 });
@@ -137,21 +168,15 @@ export class LiveSession {
     this.node.port.onmessage = ({ data }) => {
       if (this.ws?.readyState === WebSocket.OPEN && !this.closing) {
         this.send({ type: "input_audio_buffer.append", audio: base64(data.pcm) });
+        if (this.keptBytes + data.pcm.byteLength <= MAX_KEPT_BYTES) {
+          this.kept.push(data.pcm);
+          this.keptBytes += data.pcm.byteLength;
+        }
       }
       this.handlers.onLevel?.(data.level);
     };
     source.connect(this.node);
     if (this.context.state === "suspended") await this.context.resume();
-    // keep the audio too, so that the turns can be played back when recording stops
-    if (typeof MediaRecorder !== "undefined") {
-      try {
-        this.recorder = new MediaRecorder(this.stream);
-        this.recorder.ondataavailable = (event) => event.data.size && this.recorded.push(event.data);
-        this.recorder.start(1000);
-      } catch {
-        this.recorder = null;
-      }
-    }
   }
 
   send(event) {
@@ -165,6 +190,7 @@ export class LiveSession {
     } catch {
       return;
     }
+    if (event.type === "error") this.lastError = event.error ?? {};
     const id = event.item_id;
     if (event.type === "input_audio_buffer.speech_started" && id) this.pendingTurns.add(id);
     if (event.type === "conversation.item.input_audio_transcription.completed") this.pendingTurns.delete(id);
@@ -176,30 +202,25 @@ export class LiveSession {
   #closed(event) {
     const wasClosing = this.closing;
     this.#teardown();
-    this.handlers.onClosed?.({ code: event.code, reason: event.reason, clean: wasClosing });
+    this.handlers.onClosed?.({ code: event.code, reason: event.reason, clean: wasClosing, error: this.lastError });
   }
 
   /**
    * Stop the microphone; the turn being spoken is committed and its final transcript awaited
-   * (a few seconds at most) before the socket closes. Resolves with the recording, if any.
+   * (a few seconds at most) before the socket closes. Resolves with the session's audio as a
+   * WAV file (the very samples the server heard, so the turns' times fit it), or null.
    */
   async stop({ waitMs = 8000 } = {}) {
     if (this.closing) return this.recording;
-    this.closing = true;
     this.node?.port.postMessage("flush");
-    const recorded = new Promise((resolve) => {
-      if (!this.recorder || this.recorder.state === "inactive") return resolve();
-      this.recorder.onstop = () => resolve();
-      this.recorder.stop();
-    });
+    await new Promise((resolve) => setTimeout(resolve, 150)); // the last chunk goes out
+    this.closing = true;
     this.stream?.getTracks().forEach((track) => track.stop());
-    await recorded;
-    const type = this.recorded[0]?.type || "audio/webm";
-    this.recording = this.recorded.length ? new Blob(this.recorded, { type }) : null;
+    this.recording = this.kept.length ? wav(this.kept) : null;
+    this.kept = [];
     if (this.ws?.readyState === WebSocket.OPEN && this.pendingTurns.size > 0) {
       // the turn still being spoken: commit it now rather than wait for silence that won't come
-      await new Promise((resolve) => setTimeout(resolve, 150)); // let the last chunk go out
-      if (this.ws?.readyState === WebSocket.OPEN) this.send({ type: "input_audio_buffer.commit" });
+      this.send({ type: "input_audio_buffer.commit" });
       await new Promise((resolve) => {
         this.finishWaiter = resolve;
         setTimeout(resolve, waitMs);
