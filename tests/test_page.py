@@ -643,7 +643,9 @@ def _settled_text(driver: Any) -> str:
 
 def test_record_captions_the_microphone(server: Server, tmp_path: Path) -> None:
     """#record with a speech file as the microphone: deltas grow in a pending line, turns
-    settle, and the settled text matches the clip; stopping leaves the recording and subtitles."""
+    settle, and the settled text matches the clip; stopping leaves the recording and subtitles.
+    The server wants a key, which the page (holding it already) gives the socket as the
+    ``openai-insecure-api-key.<key>`` subprotocol."""
     import srt
 
     reference = clip("en_ls-test-clean_1221-135766-0001.wav")
@@ -666,6 +668,10 @@ def test_record_captions_the_microphone(server: Server, tmp_path: Path) -> None:
     try:
         from selenium.webdriver.common.by import By
 
+        server.set_api_key("live-key")
+        driver.get(server.url + "/icon.svg")  # the page's origin, to hold the key beforehand
+        js(driver, "localStorage.setItem('whisper-worker.api-key', 'live-key')")
+        console_errors(driver)  # (that bare image asked for /favicon.ico; the page does not)
         open_page(driver, server)
         js(driver, WATCH_LIVE)
         driver.find_element(By.ID, "record").click()
@@ -713,4 +719,5 @@ def test_record_captions_the_microphone(server: Server, tmp_path: Path) -> None:
         assert cues and all(c.start <= c.end for c in cues)
         assert console_errors(driver) == []
     finally:
+        server.set_api_key(None)
         _quit(driver)
