@@ -221,3 +221,73 @@ def test_diarization_works_after_the_set_up_with_nothing_set(
     assert path.is_file(), "run bash scripts/setup.sh: it bakes the speaker model there"
     assert speaker_encoder() is not None
     assert "bake_diarizer.py --dest models" in Path(REPO_ROOT / "scripts" / "setup.sh").read_text()
+
+
+# --- the official worker's shape, as it accepts it ---------------------------------------------
+
+BASE = {"audio": GETTYSBURG}
+
+
+@pytest.mark.parametrize(
+    ("extra", "transcription", "translation"),
+    [
+        ({"transcription": "plain text"}, "plain_text", "plain_text"),
+        (
+            {"transcription": "Plain-Text", "translation": "FORMATTED TEXT"},
+            "plain_text",
+            "formatted_text",
+        ),
+        ({"transcription": "SRT", "translate": True, "translation": " vtt "}, "srt", "vtt"),
+        ({"transcription": "formatted_text"}, "formatted_text", "plain_text"),
+    ],
+)
+def test_format_spellings_its_clients_send(
+    extra: dict[str, Any], transcription: str, translation: str
+) -> None:
+    job = parse_request({**BASE, **extra})
+    assert job.compat is not None
+    assert (job.compat.transcription, job.compat.translation) == (transcription, translation)
+
+
+@pytest.mark.parametrize(
+    "job_input",
+    [
+        {"audio": "", "audio_base64": "AAAA"},  # empty counts as absent, as there
+        {"audio": None, "audio_base64": "AAAA"},
+        {"audio": GETTYSBURG, "audio_base64": ""},
+        {**BASE, "model": "large-v3"},
+        {**BASE, "model": "distil-large-v3"},
+        {**BASE, "model": None},
+        {**BASE, "suppress_tokens": "-1,50363"},
+        {**BASE, "suppress_tokens": [-1]},
+        {**BASE, "temperature": 0, "patience": 1, "logprob_threshold": -1, "length_penalty": 0},
+        {**BASE, "language": None, "initial_prompt": None, "enable_vad": False},
+        {**BASE, "word_timestamps": True, "translate": True},
+    ],
+)
+def test_what_the_official_worker_accepts_is_accepted(job_input: dict[str, Any]) -> None:
+    assert parse_request(job_input).compat is not None
+
+
+@pytest.mark.parametrize(
+    ("job_input", "field", "expected"),
+    [
+        ({**BASE, "transcription": "txt"}, "transcription", "'plain_text'"),
+        ({**BASE, "model": "gpt-4"}, "model", "Whisper model name"),
+        ({**BASE, "suppress_tokens": "all"}, "suppress_tokens", "token ids"),
+        ({**BASE, "audio_base64": "AAAA"}, "input", "exactly one"),
+        ({"audio": "", "model": "base"}, "input", "exactly one"),
+        ({**BASE, "temperature": 1.5}, "temperature", "less than"),
+        ({**BASE, "enable_vad": "maybe"}, "enable_vad", "boolean"),
+        ({**BASE, "bogus": 1}, "bogus", "unknown field"),
+    ],
+)
+def test_real_mistakes_are_still_refused(
+    job_input: dict[str, Any], field: str, expected: str
+) -> None:
+    from src.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(job_input)
+    message = str(caught.value)
+    assert f"{field}:" in message and expected in message, message
