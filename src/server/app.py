@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: seconds a shutdown waits for requests under way
 GRACEFUL_SHUTDOWN_SECONDS = 30
+#: seconds an idle keep-alive connection stays open
+KEEP_ALIVE_SECONDS = 75
 
 
 def create_app(
@@ -116,6 +118,9 @@ def _server(app: FastAPI, host: str, port: int, lifespan: Literal["on", "off"]) 
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # longer than clients keep an idle connection (httpx: 5 s), so the client closes first
+        # and never sends a request on a connection the server is closing
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return uvicorn.Server(config)
 
