@@ -408,7 +408,7 @@ function requestBody(file, s) {
   form.append("stream", "true");
   form.append("timestamp_granularities[]", "segment");
   if (s.words) form.append("timestamp_granularities[]", "word");
-  if (s.language && s.task !== "translate") form.append("language", s.language);
+  if (s.language) form.append("language", s.language); // the spoken language, for translations too
   if (s.prompt) form.append("prompt", s.prompt);
   if (s.diarize) form.append("diarize", "true");
   if (s.numSpeakers) form.append("num_speakers", String(s.numSpeakers));

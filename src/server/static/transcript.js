@@ -61,10 +61,17 @@ export class TranscriptView {
     return item;
   }
 
-  /** Replace everything with the final segments (speakers and words included). */
+  /**
+   * Replace everything with the final segments (speakers and words included), without a
+   * screen reader reading the whole transcript again: the live region is off while the lines
+   * are swapped, and on again once the browser has taken the change in.
+   */
   replace(segments) {
     const focused = document.activeElement?.closest?.(".segment");
     const focusIndex = focused ? this.items.findIndex((i) => i.li === focused) : -1;
+    const live = this.list.getAttribute("aria-live");
+    this.list.setAttribute("aria-live", "off");
+    requestAnimationFrame(() => requestAnimationFrame(() => this.list.setAttribute("aria-live", live ?? "polite")));
     this.clear();
     const fragment = document.createDocumentFragment();
     for (const segment of segments) {
