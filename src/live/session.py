@@ -195,6 +195,11 @@ class LiveSession:
         )
         return held / SAMPLE_RATE
 
+    @property
+    def busy(self) -> bool:
+        """Whether committed turns still wait for their transcript."""
+        return bool(self._closed)
+
     def update(self, config: SessionConfig) -> None:
         """Apply a new configuration from the next audio on. Switching to manual commits keeps
         a turn being spoken as the buffer to commit; switching to server VAD drops an

@@ -17,7 +17,8 @@ A connection, in order of what happens:
    its results go out as soon as they are in. Events go out in the order they were made.
 4. The session ends when the client closes or vanishes (everything it held is dropped; a decode
    under way finishes in its thread and is thrown away), after ``LIVE_IDLE_TIMEOUT`` seconds
-   without a client event (an ``error`` with code ``idle_timeout``, then 1000), or when the model
+   without a client event while no committed turn awaits its transcript (an ``error`` with code
+   ``idle_timeout``, then 1000), or when the model
    cannot be loaded (an ``error``, then 1011).
 
 A session holds the model (``app.state.model.use()``) for its whole life, so an idle unload
@@ -44,7 +45,7 @@ from starlette.websockets import WebSocketState
 
 from src.errors import InvalidRequest, ModelError, WorkerError
 from src.live.events import LiveEvent, TranscriptCompleted
-from src.live.session import BufferFull, EmptyCommit, LiveSession
+from src.live.session import BufferFull, DecodeJob, EmptyCommit, LiveSession
 from src.live.settings import LiveSettings
 from src.processor import WhisperProcessor
 from src.server.auth import check_websocket, key_matches
@@ -196,22 +197,28 @@ class _Connection:
         self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.wake = asyncio.Event()
         self.items = 0
+        #: when a client event came or a decode ended last (the idle clock)
+        self.active_at = time.monotonic()
+        self.decoding = False
 
     async def run(self) -> None:
         started = time.monotonic()
         logger.info("live session %s opened", self.state.id)
         self.emit(session_event("session.created", self.state))
         sender = asyncio.create_task(self._send_loop())
-        receiver = asyncio.create_task(self._receive_loop())
-        decoder = asyncio.create_task(self._decode_loop())
+        tasks = [
+            asyncio.create_task(self._receive_loop()),
+            asyncio.create_task(self._decode_loop()),
+            asyncio.create_task(self._watch_idle()),
+        ]
         close: tuple[int, str] | None = None
         try:
-            done, _ = await asyncio.wait({receiver, decoder}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             close = next(iter(done)).result()
         finally:
-            for task in (receiver, decoder):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(receiver, decoder, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.outbox.put_nowait(None)
             if close is not None:
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -246,22 +253,13 @@ class _Connection:
                 logger.debug("live session %s: send failed", self.state.id)
                 return
 
-    async def _receive_loop(self) -> tuple[int, str] | None:
-        """Read client events until the client leaves (None) or goes idle (a close)."""
-        idle = self.settings.idle_timeout
+    async def _receive_loop(self) -> None:
+        """Read client events until the client leaves."""
         while True:
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), idle)
-            except asyncio.TimeoutError:
-                self.emit(
-                    error_event(
-                        f"session closed: no client event for {idle:.0f} s (LIVE_IDLE_TIMEOUT)",
-                        code="idle_timeout",
-                    )
-                )
-                return NORMAL, "idle timeout"
+            message = await self.ws.receive()
+            self.active_at = time.monotonic()
             if message["type"] == "websocket.disconnect":
-                return None
+                return
             text = message.get("text")
             if text is None:
                 self.emit(
@@ -324,6 +322,25 @@ class _Connection:
         self.session.update(state.config())
         self.emit(session_event("session.updated", state))
 
+    async def _watch_idle(self) -> tuple[int, str]:
+        """Close the session once neither side has done anything for ``idle_timeout`` s: no
+        client event, no decode under way, no committed turn waiting for its transcript."""
+        idle = self.settings.idle_timeout
+        while True:
+            wait = self.active_at + idle - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif self.decoding or self.session.busy:
+                self.active_at = time.monotonic()
+            else:
+                self.emit(
+                    error_event(
+                        f"session closed: no client event for {idle:.0f} s (LIVE_IDLE_TIMEOUT)",
+                        code="idle_timeout",
+                    )
+                )
+                return NORMAL, "idle timeout"
+
     async def _decode_loop(self) -> tuple[int, str]:
         """Run the session's decodes one at a time, for as long as the connection lasts."""
         try:
@@ -335,36 +352,13 @@ class _Connection:
                         self.wake.clear()
                         await self.wake.wait()
                         continue
-                    started = time.perf_counter()
+                    self.decoding = True
                     try:
-                        transcript = await asyncio.to_thread(
-                            processor.decode_samples, job.samples, job.options
-                        )
-                    except WorkerError as e:
-                        logger.warning(
-                            "live session %s: %s decode failed: %s",
-                            self.state.id,
-                            job.kind,
-                            type(e).__name__,
-                        )
-                        self.emit_live(self.session.fail(job, str(e)))
-                    except Exception as e:
-                        logger.error(
-                            "live session %s: %s decode failed: %s",
-                            self.state.id,
-                            job.kind,
-                            type(e).__name__,
-                        )
-                        self.emit_live(self.session.fail(job, "transcription failed"))
-                    else:
-                        logger.debug(
-                            "live session %s: %s decode of %.1f s in %.2f s",
-                            self.state.id,
-                            job.kind,
-                            job.seconds,
-                            time.perf_counter() - started,
-                        )
-                        self.emit_live(self.session.apply(job, transcript))
+                        events = await self._decode(processor, job)
+                    finally:
+                        self.decoding = False
+                        self.active_at = time.monotonic()
+                    self.emit_live(events)
         except ModelError as e:
             self.emit(
                 error_event(
@@ -374,3 +368,28 @@ class _Connection:
                 )
             )
             return INTERNAL_ERROR, "model unavailable"
+
+    async def _decode(self, processor: WhisperProcessor, job: DecodeJob) -> list[LiveEvent]:
+        """One decode in a worker thread, and what the session makes of its result."""
+        started = time.perf_counter()
+        try:
+            transcript = await asyncio.to_thread(processor.decode_samples, job.samples, job.options)
+        except Exception as e:
+            level = logging.WARNING if isinstance(e, WorkerError) else logging.ERROR
+            logger.log(
+                level,
+                "live session %s: %s decode failed: %s",
+                self.state.id,
+                job.kind,
+                type(e).__name__,
+            )
+            message = str(e) if isinstance(e, WorkerError) else "transcription failed"
+            return self.session.fail(job, message)
+        logger.debug(
+            "live session %s: %s decode of %.1f s in %.2f s",
+            self.state.id,
+            job.kind,
+            job.seconds,
+            time.perf_counter() - started,
+        )
+        return self.session.apply(job, transcript)
