@@ -678,5 +678,7 @@ el.record.addEventListener("click", () => {
 // ---------------------------------------------------------------------------------- start
 
 fillLanguages();
+// on a phone the options start folded, so that the transcript is near the top
+if (narrow.matches) $("#options-box").open = false;
 refreshStatus();
 window.whisperPage = { view, state }; // for people poking at the page from the console, and tests
