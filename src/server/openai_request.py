@@ -183,7 +183,7 @@ def _validate(options: dict[str, Any]) -> TranscribeOptions:
     try:
         return TranscribeOptions.model_validate(options)
     except ValidationError as e:
-        problems: list[str] = []
+        problems: dict[str, list[str]] = {}
         param: str | None = None
         for item in e.errors(include_url=False, include_input=False):
             parts = [str(p) for p in item["loc"] if not _UNION_TAG.search(str(p))]
@@ -192,9 +192,9 @@ def _validate(options: dict[str, Any]) -> TranscribeOptions:
             where = ".".join(parts) or "options"
             param = param or (parts[0] if parts else None)
             message = item["msg"].removeprefix("Value error, ")
-            clause = f"{where}: {message}"
-            if clause not in problems:
-                problems.append(clause)
-        error = InvalidField("; ".join(problems))
+            if message not in problems.setdefault(where, []):
+                problems[where].append(message)
+        clauses = [f"{where}: {' or '.join(messages)}" for where, messages in problems.items()]
+        error = InvalidField("; ".join(clauses))
         error.param = param
         raise error from None
