@@ -5,10 +5,9 @@ Contract for the other parts of ``src/server/`` (the realtime socket, the web pa
 ``create_app(settings: ServerSettings | None = None, processor_factory=...) -> FastAPI``
     ``settings`` defaults to ``ServerSettings.from_env()`` (``src/server/settings.py``);
     ``processor_factory`` is a zero-argument callable returning a loaded, warmed
-    ``WhisperProcessor`` (default: ``WhisperProcessor.from_settings(settings.worker)``). The app
-    does not load the model itself: ``serve()`` (or a test) starts the load in the background
-    with ``app.state.model.start_loading()`` once the port is open, so ``/ping`` answers 204
-    meanwhile.
+    ``WhisperProcessor`` (default: ``WhisperProcessor.from_settings(settings.worker)``). The app's
+    lifespan starts the load in a background thread and returns at once, so the port opens and
+    ``/ping`` answers 204 until the model is in.
 
 Shared state, on ``app.state``:
 
