@@ -1,6 +1,8 @@
 """The client side: send audio to a RunPod endpoint running this worker, and get transcripts back.
 
-It never imports the model (``local_endpoint.load_handler`` does, on demand, for ``serve``)::
+Its own package (``client/pyproject.toml``): it depends on the worker only through the JSON it
+sends, and never imports the worker or the model (``local_endpoint.load_handler`` imports the
+worker's ``handler`` by name, on demand, for ``serve``)::
 
     from whisper_client import RunPodClient, transcribe
 
@@ -11,7 +13,8 @@ It never imports the model (``local_endpoint.load_handler`` does, on demand, for
 Modules: ``api`` (the REST client), ``policy`` (retry, poll and execution policies), ``payload``
 and ``probe`` (ffmpeg/ffprobe), ``transcribe`` (one job), ``batch`` with ``discover``, ``journal``,
 ``outputs`` and ``progress`` (a folder), ``local_endpoint`` and ``local_queue`` (RunPod's API on
-this machine), ``cli`` (``whisper-client``).
+this machine), ``options`` (the worker's options, checked against ``options.schema.json``),
+``redact`` (URLs as logs may show them), ``cli`` (``whisper-client``).
 """
 
 from whisper_client.api import EXPIRED, TERMINAL_STATES, JobStatus, RunPodClient
