@@ -29,6 +29,25 @@ Client mistakes get an ``error`` event and the connection stays up: bad JSON, un
 types or fields (``param`` names the field), bad base64, an empty commit (code
 ``input_audio_buffer_commit_empty``), audio over the session's buffer cap (code
 ``input_audio_buffer_full``; the chunk is dropped).
+
+For a client (the web page's ``#record``, the SDK), one turn with server VAD reads:
+
+    input_audio_buffer.speech_started    {item_id, audio_start_ms}
+    conversation.item.input_audio_transcription.delta   {item_id, delta}   (0 or more, while
+                                          the turn is spoken: words two decodes agreed on;
+                                          joined, they are the turn's text so far)
+    input_audio_buffer.speech_stopped    {item_id, audio_end_ms}
+    input_audio_buffer.committed         {item_id, previous_item_id}
+    ...delta                             (maybe one more: the words the final decode adds)
+    ...completed                         {item_id, transcript}: the final text of the turn,
+                                          to show in place of its deltas (it may differ a little)
+
+``completed`` events come in commit order. To end a recording while someone is still speaking,
+send ``input_audio_buffer.commit`` only when a ``speech_started`` has had no ``committed`` yet
+(the turn being spoken is then committed at once, without ``speech_stopped``); once every item
+is committed, a commit is answered with an ``input_audio_buffer_commit_empty`` error instead.
+With ``turn_detection: null`` there are no VAD events: deltas come for the uncommitted buffer
+(their ``item_id`` is the one ``committed`` will carry) and ``commit`` ends the item.
 """
 
 from __future__ import annotations

@@ -1,0 +1,309 @@
+"""Live transcription latency and accuracy: the benchmark's speech streamed at real-time pace.
+
+    .venv/bin/python -m bench.live                      # the 40 short English clips, tiny.en
+    .venv/bin/python -m bench.live --limit 8 --gap 2
+    .venv/bin/python -m bench.live --model base --device cuda
+
+The server runs as it does in production (``WORKER_MODE=http python handler.py``, a process of
+its own); the client is the official ``openai`` SDK's realtime connection
+(``/v1/realtime?intent=transcription``, server VAD with OpenAI's defaults), sending 24 kHz PCM16
+in 100 ms chunks at real-time pace: the clips one after another, with ``--gap`` seconds of
+silence around each. Every clip is an utterance; each turn the server reports is given to the
+utterance its audio overlaps most (a speaker's pause inside a clip may make two turns).
+
+Per utterance:
+
+* final latency: when its last ``completed`` arrived, minus when its audio ended (at real-time
+  pace, when the speaker stopped; each 100 ms chunk goes out once it is complete, as from a
+  microphone, so the chunking's own delay is part of every figure);
+* first partial: when its first ``delta`` arrived, minus when its audio began; an utterance
+  longer than 3 s *has a partial* when that delta came before its audio ended;
+* WER: the ``completed`` transcripts, joined, against the reference, pooled over clips, beside
+  the offline WER of the same clips sent whole to ``/v1/audio/transcriptions`` of the same
+  server (after the stream, so that it does not compete with it).
+
+Figures: median and 90th percentile. The machine may be shared with other work; its load average
+is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import soxr
+
+from bench.data import REPO_ROOT, Item, manifest_items
+from bench.metrics import scores
+
+RATE = 24000
+CHUNK_SECONDS = 0.1
+PARTIAL_TARGET_SECONDS = 3.0
+
+
+@dataclass
+class Utterance:
+    item: Item
+    #: where it starts and ends in the session's audio (seconds)
+    audio_start: float
+    audio_end: float
+    #: wall time (client clock) its first and last samples were live
+    sent_start: float = 0.0
+    sent_end: float = 0.0
+    first_delta: float | None = None
+    completed: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def final_latency(self) -> float | None:
+        return self.completed[-1][0] - self.sent_end if self.completed else None
+
+    @property
+    def first_partial(self) -> float | None:
+        return None if self.first_delta is None else self.first_delta - self.sent_start
+
+    @property
+    def partial_in_time(self) -> bool:
+        return self.first_delta is not None and self.first_delta < self.sent_end
+
+
+def load_pcm(item: Item) -> np.ndarray:
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", item.path, "-ac", "1", "-ar", "16000",
+         "-f", "f32le", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(soxr.resample(samples, 16000, RATE), -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(model: str, device: str, log_level: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "WORKER_MODE": "http",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WHISPER_MODEL": model,
+        "DEVICE": device,
+        "LOG_LEVEL": log_level,
+    }
+    process = subprocess.Popen([sys.executable, "handler.py"], cwd=REPO_ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            if httpx.get(f"{base}/ping").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the server did not come up")
+        time.sleep(0.2)
+
+
+async def stream(base: str, utterances: list[Utterance], pcm: bytes) -> list[dict[str, Any]]:
+    """Stream the session's audio at real-time pace; every server event with its arrival time."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=f"{base}/v1", api_key=os.environ.get("API_KEY", "none"))
+    events: list[dict[str, Any]] = []
+    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        await conn.session.update(
+            session={
+                "type": "transcription",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": RATE},
+                        "transcription": {"language": "en"},
+                        "turn_detection": {"type": "server_vad"},
+                    }
+                },
+            }
+        )
+        done = asyncio.Event()
+
+        async def receive() -> None:
+            while True:
+                event = json.loads(await conn.recv_bytes())
+                event["_t"] = time.monotonic()
+                events.append(event)
+                if event["type"] == "error":
+                    print("error event:", event["error"], file=sys.stderr)
+                if done.is_set() and not pending(events):
+                    return
+
+        receiving = asyncio.create_task(receive())
+        step = int(CHUNK_SECONDS * RATE) * 2
+        start = time.monotonic()
+        for u in utterances:  # at real-time pace, when its first and last words were said
+            u.sent_start, u.sent_end = start + u.audio_start, start + u.audio_end
+        for offset in range(0, len(pcm), step):
+            # as a microphone does: a chunk goes out once all of it has been recorded
+            chunk = pcm[offset : offset + step]
+            await asyncio.sleep(
+                max(0.0, start + (offset + len(chunk)) / 2 / RATE - time.monotonic())
+            )
+            await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode("ascii"))
+        done.set()
+        await asyncio.wait_for(receiving, 120)
+    await client.close()
+    return events
+
+
+def pending(events: list[dict[str, Any]]) -> bool:
+    """Whether some started turn still lacks its ``completed``."""
+    started = {e["item_id"] for e in events if e["type"] == "input_audio_buffer.speech_started"}
+    done = {
+        e["item_id"]
+        for e in events
+        if e["type"].startswith("conversation.item.input_audio_transcription.")
+        and not e["type"].endswith(".delta")
+    }
+    return bool(started - done)
+
+
+def assign(events: list[dict[str, Any]], utterances: list[Utterance]) -> None:
+    """Give each turn's deltas and completed to the utterance its audio overlaps most."""
+    spans: dict[str, list[float]] = {}
+    for e in events:
+        if e["type"] == "input_audio_buffer.speech_started":
+            spans[e["item_id"]] = [e["audio_start_ms"] / 1000, float("inf")]
+        elif e["type"] == "input_audio_buffer.speech_stopped" and e["item_id"] in spans:
+            spans[e["item_id"]][1] = e["audio_end_ms"] / 1000
+    owner: dict[str, Utterance] = {}
+    for item_id, (a, b) in spans.items():
+        best = max(utterances, key=lambda u: min(b, u.audio_end) - max(a, u.audio_start))
+        if min(b, best.audio_end) - max(a, best.audio_start) > 0:
+            owner[item_id] = best
+    for e in events:
+        utterance = owner.get(e.get("item_id", ""))
+        if utterance is None:
+            continue
+        if e["type"] == "conversation.item.input_audio_transcription.delta":
+            if utterance.first_delta is None:
+                utterance.first_delta = e["_t"]
+        elif e["type"] == "conversation.item.input_audio_transcription.completed":
+            utterance.completed.append((e["_t"], e["transcript"]))
+
+
+def offline(base: str, utterances: list[Utterance]) -> list[str]:
+    from openai import OpenAI
+
+    with OpenAI(base_url=f"{base}/v1", api_key=os.environ.get("API_KEY", "none")) as client:
+        return [
+            client.audio.transcriptions.create(
+                model="whisper-1", file=open(u.item.path, "rb"), language="en"
+            ).text
+            for u in utterances
+        ]
+
+
+def p90(values: list[float]) -> float:
+    return float(np.percentile(values, 90))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--limit", type=int, default=0, help="the first N clips (0: all)")
+    parser.add_argument("--gap", type=float, default=1.5, help="seconds of silence around clips")
+    parser.add_argument("--out", help="append the figures to this JSON-lines file")
+    parser.add_argument(
+        "--server-log", default="WARNING", help="the server's LOG_LEVEL (DEBUG: every decode)"
+    )
+    args = parser.parse_args()
+
+    items = [i for i in manifest_items() if not i.name.startswith("long:")]
+    if args.limit:
+        items = items[: args.limit]
+    gap = np.zeros(int(args.gap * 16000), dtype=np.float32)
+    parts, utterances, t = [gap], [], args.gap
+    for item in items:
+        samples = load_pcm(item)
+        parts += [samples, gap]
+        utterances.append(Utterance(item, t, t + len(samples) / 16000))
+        t += len(samples) / 16000 + args.gap
+    pcm = to_pcm16(np.concatenate(parts))
+
+    process, base = start_server(args.model, args.device, args.server_log)
+    try:
+        load_before = os.getloadavg()[0]
+        events = asyncio.run(stream(base, utterances, pcm))
+        load_after = os.getloadavg()[0]
+        offline_texts = offline(base, utterances)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+    assign(events, utterances)
+    finals = [u.final_latency for u in utterances if u.final_latency is not None]
+    firsts = [u.first_partial for u in utterances if u.first_partial is not None]
+    long_ones = [u for u in utterances if u.item.duration > PARTIAL_TARGET_SECONDS]
+    in_time = sum(u.partial_in_time for u in long_ones)
+    live_wer, _ = scores([(u.item.text, " ".join(t for _, t in u.completed)) for u in utterances])
+    offline_wer, _ = scores(
+        [(u.item.text, o) for u, o in zip(utterances, offline_texts, strict=True)]
+    )
+    missing = [u.item.name for u in utterances if not u.completed]
+    result = {
+        "model": args.model,
+        "device": args.device,
+        "utterances": len(utterances),
+        "audio_seconds": round(len(pcm) / 2 / RATE, 1),
+        "final_latency_median": round(statistics.median(finals), 2),
+        "final_latency_p90": round(p90(finals), 2),
+        "first_partial_median": round(statistics.median(firsts), 2),
+        "first_partial_p90": round(p90(firsts), 2),
+        "partials_before_end_over_3s": f"{in_time}/{len(long_ones)}",
+        "wer_live": round(100 * (live_wer or 0), 2),
+        "wer_offline": round(100 * (offline_wer or 0), 2),
+        "turns": sum(len(u.completed) for u in utterances),
+        "without_completed": missing,
+        "load_average": [round(load_before, 1), round(load_after, 1)],
+    }
+    print("| figure | median | p90 |\n|---|---|---|")
+    print(
+        f"| final latency (s) | {result['final_latency_median']} | {result['final_latency_p90']} |"
+    )
+    print(f"| first partial after speech start (s) | {result['first_partial_median']} | "
+          f"{result['first_partial_p90']} |")  # fmt: skip
+    print(f"\npartials before the end of utterances > 3 s: {result['partials_before_end_over_3s']}")
+    print(
+        f"WER live {result['wer_live']}% vs offline {result['wer_offline']}% ({len(utterances)} "
+        f"clips, {result['turns']} turns, {result['audio_seconds']} s)"
+    )
+    print(f"load average before/after: {result['load_average']}; no completed: {missing}")
+    late = [u for u in long_ones if not u.partial_in_time]
+    for u in late:
+        print(f"  no partial in time: {u.item.name} ({u.item.duration:.1f} s), first partial "
+              f"{u.first_partial}")  # fmt: skip
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
