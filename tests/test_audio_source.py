@@ -39,7 +39,7 @@ from src.audio.source import (
     redact_url,
 )
 from src.config import DownloadLimits
-from src.errors import BlockedAddress, DecodeError, DownloadError, InvalidRequest
+from src.errors import BlockedAddress, DecodeError, DownloadError, InvalidRequest, TooLarge
 from src.request import AudioInput
 from tests.conftest import BENCHMARK_DIR
 
@@ -765,8 +765,8 @@ def test_malformed_base64_is_an_invalid_request(encoded: str, tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
 
 
-def test_base64_over_the_cap_is_an_invalid_request(tmp_path: Path) -> None:
-    with pytest.raises(InvalidRequest, match="over the limit of 2999 bytes"):
+def test_base64_over_the_cap_is_too_large(tmp_path: Path) -> None:
+    with pytest.raises(TooLarge, match="over the limit of 2999 bytes"):
         decode_base64(base64.b64encode(AUDIO).decode(), tmp_path, max_bytes=2999)
     assert decode_base64(base64.b64encode(AUDIO).decode(), tmp_path, max_bytes=3000).is_file()
 

@@ -54,7 +54,7 @@ class FaultyModel:
 def inject(handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Any:
     engine = handler_module.get_processor().engine
     # the short-audio model and the long-audio path's own (on a multi-core CPU, a second one)
-    models = list({id(m): m for m in (engine._model, engine.batched._model)}.values())
+    models = list({id(m): m for m in (engine._model, engine.batched._model._model)}.values())
 
     def install(*errors: BaseException | None) -> FaultyModel:
         queue, calls = list(errors), []

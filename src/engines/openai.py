@@ -1,7 +1,7 @@
 """openai-whisper (PyTorch): the reference implementation, behind the same ``Engine`` interface.
 
 The model is loaded once in ``__init__`` from a local checkpoint (see
-``src/models/ct2_to_openai.py`` for how one is made from CTranslate2 weights). ``transcribe``
+``builder/ct2_to_openai.py`` for how one is made from CTranslate2 weights). ``transcribe``
 maps the engine-neutral ``DecodeOptions`` onto ``whisper.transcribe``'s arguments so that a job
 means the same thing on either engine:
 
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 COMPUTE_TYPES = ("float16", "float32")
 #: openai-whisper's ranker only accepts Google-NMT alphas in this range
 _MAX_LENGTH_PENALTY = 1.0
+#: the longest speech region decoded as one clip (a little under the window: VAD pads it)
+_MAX_REGION_S = N_FRAMES / FRAMES_PER_SECOND - 0.5
 #: text carried from clip to clip as the prompt (openai-whisper keeps the last 223 tokens)
 _MAX_PROMPT_CHARS = 1000
 
@@ -181,7 +183,9 @@ class OpenAIWhisperEngine:
         regions: list[tuple[float, float]] | None = None
         clips: list[tuple[float, float]] | None = None
         if options.vad_filter:
-            regions = speech_regions(audio, options.vad, SAMPLE_RATE)
+            # a stretch of speech longer than a window is split at its longest pause (as the
+            # batched path plans its chunks), so that every clip is one window and yields alone
+            regions = speech_regions(audio, options.vad, SAMPLE_RATE, _MAX_REGION_S)
             clips = decode_clips(regions, len(audio))
         language, probability = self._known_language(options)
         if audio.size == 0 or clips == []:
