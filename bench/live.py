@@ -142,7 +142,6 @@ async def stream(base: str, utterances: list[Utterance], pcm: bytes) -> list[dic
                 },
             }
         )
-        done = asyncio.Event()
 
         async def receive() -> None:
             while True:
@@ -151,8 +150,6 @@ async def stream(base: str, utterances: list[Utterance], pcm: bytes) -> list[dic
                 events.append(event)
                 if event["type"] == "error":
                     print("error event:", event["error"], file=sys.stderr)
-                if done.is_set() and not pending(events):
-                    return
 
         receiving = asyncio.create_task(receive())
         step = int(CHUNK_SECONDS * RATE) * 2
@@ -166,8 +163,10 @@ async def stream(base: str, utterances: list[Utterance], pcm: bytes) -> list[dic
                 max(0.0, start + (offset + len(chunk)) / 2 / RATE - time.monotonic())
             )
             await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode("ascii"))
-        done.set()
-        await asyncio.wait_for(receiving, 120)
+        deadline = time.monotonic() + 120
+        while pending(events) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        receiving.cancel()
     await client.close()
     return events
 

@@ -15,7 +15,8 @@ The policy, with server VAD (``turn_detection`` set; ``src.live.turns`` says whe
 
 - while a turn is spoken, its audio from the start is decoded again once ``decode_every_s`` more
   of it has arrived (greedy, one temperature: fast), and the words two successive decodes agree
-  on go out as deltas (``src.live.agreement``, LocalAgreement-2);
+  on go out as deltas (``src.live.agreement``, LocalAgreement-2). Not while the last window
+  scored under the threshold: a pause may be opening, and its decode should not wait;
 - when a pause opens and lasts ``end_padding_s``, the turn up to there is decoded at once with
   the final decode's settings (beam search, temperature fallback). If the pause goes on to end
   the turn, that decode *is* the final one and ``completed`` follows the end of the turn without
@@ -288,8 +289,11 @@ class LiveSession:
                 return self._job("candidate", turn, candidate_end, samples)
         if self._config.turn_detection is None and not turn.speech:
             return None
-        if pause is not None or end - turn.start > self.policy.max_turn_s * SAMPLE_RATE:
-            # in a pause the speculative final comes next: a hypothesis now would delay it
+        if end - turn.start > self.policy.max_turn_s * SAMPLE_RATE:
+            return None
+        if self._config.turn_detection is not None and self._detector.quiet:
+            # speech fading: a pause and its speculative final may come next, and a hypothesis
+            # started now would hold that decode up
             return None
         if end - turn.decoded_until >= self.policy.decode_every_s * SAMPLE_RATE:
             return self._job("interim", turn, end, self._buffer.slice(turn.start, end))

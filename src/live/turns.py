@@ -78,6 +78,7 @@ class TurnDetector:
         #: this turn's window probabilities, the first at ``_probs_start``
         self._probs: list[float] = []
         self._probs_start = 0
+        self._last = 0.0
 
     @property
     def speaking(self) -> bool:
@@ -91,6 +92,11 @@ class TurnDetector:
     def pause_start(self) -> int | None:
         """While speaking: where the pause that is going on now began, if one is."""
         return self._pause_start if self._speaking else None
+
+    @property
+    def quiet(self) -> bool:
+        """Whether the last window scored under ``threshold`` (speech fading or absent)."""
+        return self._last < self.settings.threshold
 
     @property
     def position(self) -> int:
@@ -111,6 +117,7 @@ class TurnDetector:
         prefix = settings.prefix_padding_ms * SAMPLE_RATE // 1000
         silence = settings.silence_duration_ms * SAMPLE_RATE // 1000
         for p in probabilities.tolist():
+            self._last = p
             window_start = self.position
             self._windows += 1
             window_end = window_start + WINDOW
