@@ -83,6 +83,9 @@ COPY handler.py test_input.json ./
 COPY src/ src/
 RUN python -m compileall -q src handler.py
 
+# HTTP mode (WORKER_MODE=http) listens on PORT; the README's RunPod and docker run examples use
+# 8000 (a non-root user binds port 80 only where the runtime allows unprivileged low ports)
+EXPOSE 8000
 # numeric, so a platform enforcing "run as non-root" can check it without reading /etc/passwd
 USER 1000:1000
 CMD ["python", "-u", "handler.py"]
