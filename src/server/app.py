@@ -30,15 +30,13 @@ can call ``src.server.auth.check_websocket(websocket)`` which accepts the bearer
 ``api_key`` query parameter (browsers cannot set headers on a WebSocket).
 
 Routers: the OpenAI routes (``openai_routes.py``), the native job route (``native.py``), ``/ping``
-(``health.py``) when ``PORT_HEALTH == PORT``, ``src.server.realtime.router`` when that module
-exists, and ``src/server/static/`` mounted at ``/`` (``index.html``) last.
+(``health.py``) when ``PORT_HEALTH == PORT``, ``src.server.realtime.router``, and
+``src/server/static/`` mounted at ``/`` (``index.html``) last.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,7 +48,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from src.processor import WhisperProcessor
-from src.server import health, native, openai_routes
+from src.server import health, native, openai_routes, realtime
 from src.server.errors import install_handlers
 from src.server.model import ModelHolder, ProcessorFactory
 from src.server.scheduler import Scheduler
@@ -98,11 +96,8 @@ def create_app(
         app.include_router(health.router)
     app.include_router(openai_routes.router)
     app.include_router(native.router)
-    if importlib.util.find_spec("src.server.realtime") is not None:
-        realtime = importlib.import_module("src.server.realtime")
-        app.include_router(realtime.router)
-    if (STATIC_DIR / "index.html").is_file():
-        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page")
+    app.include_router(realtime.router)
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page")
     return app
 
 
