@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="the first N clips (0: all)")
     parser.add_argument("--gap", type=float, default=1.5, help="seconds of silence around clips")
     parser.add_argument("--out", help="append the figures to this JSON-lines file")
+    parser.add_argument("--details", action="store_true", help="a row per clip, with the texts")
     parser.add_argument(
         "--server-log", default="WARNING", help="the server's LOG_LEVEL (DEBUG: every decode)"
     )
@@ -299,6 +300,15 @@ def main() -> None:
     for u in late:
         print(f"  no partial in time: {u.item.name} ({u.item.duration:.1f} s), first partial "
               f"{u.first_partial}")  # fmt: skip
+    if args.details:
+        print("\n| clip | s | turns | final s | first partial s | live | offline |")
+        print("|---|---|---|---|---|---|---|")
+        for u, text in zip(utterances, offline_texts, strict=True):
+            live = " ".join(t for _, t in u.completed)
+            print(
+                f"| {u.item.name} | {u.item.duration:.1f} | {len(u.completed)} | "
+                f"{u.final_latency or 0:.2f} | {u.first_partial or 0:.2f} | {live} | {text} |"
+            )
     if args.out:
         with open(args.out, "a", encoding="utf-8") as f:
             f.write(json.dumps(result) + "\n")
