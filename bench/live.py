@@ -16,8 +16,11 @@ Per utterance:
 * final latency: when its last ``completed`` arrived, minus when its audio ended (at real-time
   pace, when the speaker stopped; each 100 ms chunk goes out once it is complete, as from a
   microphone, so the chunking's own delay is part of every figure);
-* first partial: when its first ``delta`` arrived, minus when its audio began; an utterance
-  longer than 3 s *has a partial* when that delta came before its audio ended;
+* the same counted from the end of its speech (the clips end with 0 to 2 s of silence), by
+  Silero VAD run on the clip alone, without padding;
+* first partial: when its first ``delta`` arrived, minus when its speech began (found the same
+  way); an utterance longer than 3 s *has a partial* when that delta came before its audio
+  ended;
 * WER: the ``completed`` transcripts, joined, against the reference, pooled over clips, beside
   the offline WER of the same clips sent whole to ``/v1/audio/transcriptions`` of the same
   server (after the stream, so that it does not compete with it).
@@ -59,6 +62,9 @@ class Utterance:
     #: where it starts and ends in the session's audio (seconds)
     audio_start: float
     audio_end: float
+    #: where Silero VAD (fresh, no padding) finds its speech begin and end, in the clip
+    speech_start: float = 0.0
+    speech_end: float = 0.0
     #: wall time (client clock) its first and last samples were live
     sent_start: float = 0.0
     sent_end: float = 0.0
@@ -70,8 +76,18 @@ class Utterance:
         return self.completed[-1][0] - self.sent_end if self.completed else None
 
     @property
+    def final_after_speech(self) -> float | None:
+        """The final latency counted from the end of the speech, not of the clip."""
+        if not self.completed:
+            return None
+        return self.completed[-1][0] - (self.sent_start + self.speech_end)
+
+    @property
     def first_partial(self) -> float | None:
-        return None if self.first_delta is None else self.first_delta - self.sent_start
+        """When the first delta came, counted from the start of the speech."""
+        if self.first_delta is None:
+            return None
+        return self.first_delta - (self.sent_start + self.speech_start)
 
     @property
     def partial_in_time(self) -> bool:
@@ -85,6 +101,15 @@ def load_pcm(item: Item) -> np.ndarray:
         check=True, capture_output=True,
     ).stdout  # fmt: skip
     return np.frombuffer(raw, dtype=np.float32)
+
+
+def speech_span(samples: np.ndarray) -> tuple[float, float]:
+    """Where the speech of a clip begins and ends (seconds), by Silero VAD without padding."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
+    regions = get_speech_timestamps(samples, options) or [{"start": 0, "end": len(samples)}]
+    return regions[0]["start"] / 16000, regions[-1]["end"] / 16000
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
@@ -244,7 +269,8 @@ def main() -> None:
     for item in items:
         samples = load_pcm(item)
         parts += [samples, gap]
-        utterances.append(Utterance(item, t, t + len(samples) / 16000))
+        start, end = speech_span(samples)
+        utterances.append(Utterance(item, t, t + len(samples) / 16000, start, end))
         t += len(samples) / 16000 + args.gap
     pcm = to_pcm16(np.concatenate(parts))
 
@@ -260,6 +286,7 @@ def main() -> None:
 
     assign(events, utterances)
     finals = [u.final_latency for u in utterances if u.final_latency is not None]
+    after_speech = [u.final_after_speech for u in utterances if u.final_after_speech is not None]
     firsts = [u.first_partial for u in utterances if u.first_partial is not None]
     long_ones = [u for u in utterances if u.item.duration > PARTIAL_TARGET_SECONDS]
     in_time = sum(u.partial_in_time for u in long_ones)
@@ -275,6 +302,8 @@ def main() -> None:
         "audio_seconds": round(len(pcm) / 2 / RATE, 1),
         "final_latency_median": round(statistics.median(finals), 2),
         "final_latency_p90": round(p90(finals), 2),
+        "final_after_speech_median": round(statistics.median(after_speech), 2),
+        "final_after_speech_p90": round(p90(after_speech), 2),
         "first_partial_median": round(statistics.median(firsts), 2),
         "first_partial_p90": round(p90(firsts), 2),
         "partials_before_end_over_3s": f"{in_time}/{len(long_ones)}",
@@ -288,7 +317,11 @@ def main() -> None:
     print(
         f"| final latency (s) | {result['final_latency_median']} | {result['final_latency_p90']} |"
     )
-    print(f"| first partial after speech start (s) | {result['first_partial_median']} | "
+    print(
+        f"| final latency after the end of speech (s) | {result['final_after_speech_median']} | "
+        f"{result['final_after_speech_p90']} |"
+    )
+    print(f"| first partial after the start of speech (s) | {result['first_partial_median']} | "
           f"{result['first_partial_p90']} |")  # fmt: skip
     print(f"\npartials before the end of utterances > 3 s: {result['partials_before_end_over_3s']}")
     print(
@@ -301,13 +334,16 @@ def main() -> None:
         print(f"  no partial in time: {u.item.name} ({u.item.duration:.1f} s), first partial "
               f"{u.first_partial}")  # fmt: skip
     if args.details:
-        print("\n| clip | s | turns | final s | first partial s | live | offline |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "\n| clip | s | turns | final s | after speech s | first partial s | live | offline |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for u, text in zip(utterances, offline_texts, strict=True):
             live = " ".join(t for _, t in u.completed)
             print(
                 f"| {u.item.name} | {u.item.duration:.1f} | {len(u.completed)} | "
-                f"{u.final_latency or 0:.2f} | {u.first_partial or 0:.2f} | {live} | {text} |"
+                f"{u.final_latency or 0:.2f} | {u.final_after_speech or 0:.2f} | "
+                f"{u.first_partial or 0:.2f} | {live} | {text} |"
             )
     if args.out:
         with open(args.out, "a", encoding="utf-8") as f:
