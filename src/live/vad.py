@@ -31,7 +31,9 @@ class StreamingVad:
     0.15 where a fresh state gives 0.5 to 0.95: measured on the benchmark's clips joined), so a
     turn would start late and lose its first words. With ``reset_after_silence_s`` the state is
     reset once that much silence has passed, which scores the next speech as a fresh stream
-    does; nothing is lost, since silence carries nothing to remember.
+    does; nothing is lost, since silence carries nothing to remember. Once per stretch of
+    silence: a fresh state scores the first windows of soft speech low for a while, and resetting
+    it again then would keep it there.
     """
 
     def __init__(self, reset_after_silence_s: float | None = None) -> None:
@@ -74,8 +76,10 @@ class StreamingVad:
     def _score_resetting(self, window: np.ndarray) -> np.ndarray:
         scores = self._score(window)
         self._quiet = self._quiet + 1 if scores[0] < SILENCE_SCORE else 0
-        if self._reset_after is not None and self._quiet >= self._reset_after:
+        if self._quiet == self._reset_after:
+            # once per quiet stretch: a fresh state needs a few windows to rise on new words
             self._reset_state()
+            self._quiet = self._reset_after + 1
         return scores
 
     def _score(self, windows: np.ndarray) -> np.ndarray:
