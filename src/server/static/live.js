@@ -71,7 +71,8 @@ export class LiveSession {
     this.node = null;
     this.kept = []; // the PCM sent, for playing the session back (its times are the server's)
     this.keptBytes = 0;
-    this.pendingTurns = new Set();
+    this.pendingTurns = new Set(); // turns heard, their final transcript not yet in
+    this.uncommitted = new Set(); // turns heard, not yet committed by the server
     this.closing = false;
     this.startedAt = 0;
   }
@@ -192,7 +193,11 @@ export class LiveSession {
     }
     if (event.type === "error") this.lastError = event.error ?? {};
     const id = event.item_id;
-    if (event.type === "input_audio_buffer.speech_started" && id) this.pendingTurns.add(id);
+    if (event.type === "input_audio_buffer.speech_started" && id) {
+      this.pendingTurns.add(id);
+      this.uncommitted.add(id);
+    }
+    if (event.type === "input_audio_buffer.committed") this.uncommitted.delete(id);
     if (event.type === "conversation.item.input_audio_transcription.completed") this.pendingTurns.delete(id);
     if (event.type === "conversation.item.input_audio_transcription.failed") this.pendingTurns.delete(id);
     this.handlers.onEvent(event);
@@ -219,8 +224,9 @@ export class LiveSession {
     this.recording = this.kept.length ? wav(this.kept) : null;
     this.kept = [];
     if (this.ws?.readyState === WebSocket.OPEN && this.pendingTurns.size > 0) {
-      // the turn still being spoken: commit it now rather than wait for silence that won't come
-      this.send({ type: "input_audio_buffer.commit" });
+      // the turn still being spoken: commit it now rather than wait for silence that won't
+      // come (only if the server has not committed it already: an empty commit is an error)
+      if (this.uncommitted.size > 0) this.send({ type: "input_audio_buffer.commit" });
       await new Promise((resolve) => {
         this.finishWaiter = resolve;
         setTimeout(resolve, waitMs);
