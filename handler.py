@@ -19,7 +19,7 @@ import functools
 import logging
 import os
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # The RunPod SDK logs every job's whole output (the transcript) at DEBUG, and DEBUG is its
@@ -97,7 +97,7 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     return output
 
 
-def _runpod_progress(job: dict[str, Any]) -> Any:
+def _runpod_progress(job: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
     """Where progress goes on RunPod (``progress_update``); None elsewhere."""
     if not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
         return None

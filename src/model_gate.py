@@ -47,10 +47,3 @@ class ModelGate:
             return False
         live_waiting = self._tickets["live"] > self._serving["live"]
         return priority == "live" or not live_waiting
-
-    @property
-    def waiting(self) -> int:
-        """Callers waiting for the model now."""
-        with self._cond:
-            queued = sum(self._tickets.values()) - sum(self._serving.values())
-            return queued

@@ -43,7 +43,6 @@ from src.engines.base import (
     ModelInfo,
     Segment,
     Transcript,
-    joined_text,
 )
 from src.engines.capabilities import check_capability
 from src.errors import AudioError, ModelError, OutOfMemory, TooLarge, is_out_of_memory
@@ -225,13 +224,7 @@ class WhisperProcessor:
             segments.append(segment)
             yield SegmentDecoded(segment, duration)
         info = decoding.info
-        transcript = Transcript(
-            text=joined_text(segments),
-            language=info.language,
-            language_probability=info.language_probability,
-            duration=duration,
-            segments=tuple(segments),
-        )
+        transcript = info.transcript(tuple(segments))
         translation = None
         if also_translate:
             translation = self._collect(loaded.samples, replace(decode_options, task="translate"))
@@ -338,16 +331,8 @@ class WhisperProcessor:
         """A whole decode, step by step through the gate."""
         decoding = self._start(audio, options)
         duration = decoding.info.duration
-        segments = tuple(
-            clip_segment(s, duration) for s in self._segments(audio, decoding, options, "-")
-        )
-        return Transcript(
-            text=joined_text(segments),
-            language=decoding.info.language,
-            language_probability=decoding.info.language_probability,
-            duration=duration,
-            segments=segments,
-        )
+        segments = self._segments(audio, decoding, options, "-")
+        return decoding.info.transcript(tuple(clip_segment(s, duration) for s in segments))
 
     def _segments(
         self, audio: np.ndarray, decoding: Decoding, options: DecodeOptions, job_id: str

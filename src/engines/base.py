@@ -140,6 +140,16 @@ class DecodeInfo:
     #: VAD-cut chunks of the batched path (None on the sequential path)
     chunks: int | None = None
 
+    def transcript(self, segments: tuple[Segment, ...]) -> Transcript:
+        """This decode's transcript, once its segments are all in."""
+        return Transcript(
+            text=joined_text(segments),
+            language=self.language,
+            language_probability=self.language_probability,
+            duration=self.duration,
+            segments=segments,
+        )
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -153,14 +163,7 @@ class Decoding:
 
     def collect(self) -> Transcript:
         """Run the decode to its end into one ``Transcript``."""
-        segments = tuple(self.segments)
-        return Transcript(
-            text=joined_text(segments),
-            language=self.info.language,
-            language_probability=self.info.language_probability,
-            duration=self.info.duration,
-            segments=segments,
-        )
+        return self.info.transcript(tuple(self.segments))
 
 
 @dataclass(frozen=True)

@@ -176,13 +176,6 @@ class BatchedDecoder:
         segments = self._segments(job, chunk_plan, language, stats)
         return BatchedStart(language, probability, len(chunk_plan.chunks), segments)
 
-    def transcribe(
-        self, audio: np.ndarray, options: DecodeOptions
-    ) -> tuple[list[Segment], str, float]:
-        """All segments at once, the language and its probability."""
-        started = self.start(audio, options)
-        return list(started.segments), started.language, started.language_probability
-
     def _steps(self) -> Iterator[int]:
         """How many new chunks each step takes: one window per lane first, then twice as many
         each step up to full batches (the first segments come early, later steps fill the

@@ -238,9 +238,7 @@ def _guarded(source: Iterator[object], convert: Callable[[Any], Segment]) -> Ite
     try:
         for item in source:
             yield convert(item)
-    except GeneratorExit:
-        raise
-    except Exception as e:
+    except Exception as e:  # GeneratorExit (a close) is no Exception: it passes
         raise model_error(e) from e
     finally:
         close = getattr(source, "close", None)
