@@ -111,6 +111,10 @@ class DecodeOptions:
     no_speech_threshold: float | None = 0.6
     condition_on_previous_text: bool = True
     initial_prompt: str | None = None
+    #: words to bias the decoder toward (faster-whisper's ``hotwords``: given as a prompt
+    #: before the previous text; openai-whisper and the batched path put them before
+    #: ``initial_prompt``)
+    hotwords: str | None = None
     word_timestamps: bool = False
     vad_filter: bool = True
     vad: VadParameters = field(default_factory=VadParameters)

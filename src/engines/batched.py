@@ -169,7 +169,7 @@ class BatchedDecoder:
         first = Piece(0, chunk_plan.chunks[0].start, chunk_plan.chunks[0].end)
         language, probability = self._language(audio, options, first, encoded)
         tokenizer = self._model.tokenizer(options.task, language)
-        prompt = options.initial_prompt
+        prompt = " ".join(p for p in (options.hotwords, options.initial_prompt) if p)
         initial = tuple(tokenizer.encode(" " + prompt.strip())) if prompt else ()
         suppress = self._model.suppressed_tokens(tokenizer)
         job = _Job(audio, tokenizer, initial, suppress, options, encoded)

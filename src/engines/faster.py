@@ -194,6 +194,7 @@ class FasterWhisperEngine:
                 no_speech_threshold=options.no_speech_threshold,
                 condition_on_previous_text=options.condition_on_previous_text,
                 initial_prompt=options.initial_prompt,
+                hotwords=options.hotwords,
                 word_timestamps=options.word_timestamps,
                 vad_filter=options.vad_filter,
                 vad_parameters=vad_options(options.vad),

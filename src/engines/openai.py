@@ -221,7 +221,7 @@ class OpenAIWhisperEngine:
         duration: float,
     ) -> Iterator[Segment]:
         """The segments of each clip in turn (all of the audio as one clip without VAD)."""
-        prompt = options.initial_prompt
+        prompt = " ".join(p for p in (options.hotwords, options.initial_prompt) if p) or None
         next_id = 0
         for clip in clips if clips is not None else [None]:
             clip_options = replace(options, initial_prompt=prompt)
