@@ -45,11 +45,32 @@ class TranscriptDelta:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One word of a final transcript and the log of its probability (the engine's word
+    probability: the product of its tokens')."""
+
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
 class TranscriptCompleted:
     item_id: str
     transcript: str
     #: seconds of audio the item holds
     audio_seconds: float
+    #: per word, when the session asked for logprobs
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TimeoutTriggered:
+    """Server VAD's ``idle_timeout_ms`` passed without speech: the silent stretch is committed
+    as an (empty) item of its own."""
+
+    item_id: str
+    audio_start_ms: int
+    audio_end_ms: int
 
 
 @dataclass(frozen=True)
@@ -66,4 +87,5 @@ LiveEvent = (
     | TranscriptDelta
     | TranscriptCompleted
     | TranscriptFailed
+    | TimeoutTriggered
 )

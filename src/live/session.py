@@ -53,12 +53,15 @@ from src.live.events import (
     LiveEvent,
     SpeechStarted,
     SpeechStopped,
+    TimeoutTriggered,
+    TokenLogprob,
     TranscriptCompleted,
     TranscriptDelta,
     TranscriptFailed,
 )
+from src.live.logprobs import word_logprobs
 from src.live.pcm import TARGET_RATE, AudioFormat, PcmDecoder
-from src.live.turns import TurnDetection, TurnDetector, TurnEnded, TurnStarted
+from src.live.turns import IdleTimeout, TurnDetection, TurnDetector, TurnEnded, TurnStarted
 from src.live.vad import WINDOW, StreamingVad
 
 SAMPLE_RATE = TARGET_RATE
@@ -108,6 +111,10 @@ class SessionConfig:
     transcribe: bool = True
     language: str | None = None
     prompt: str | None = None
+    #: words to bias the decoder toward (``DecodeOptions.hotwords``)
+    hotwords: str | None = None
+    #: give each completed transcript its words' log probabilities
+    logprobs: bool = False
 
 
 DecodeKind = Literal["interim", "candidate", "final"]
@@ -320,6 +327,8 @@ class LiveSession:
             new = turn.agreement.insert(words_of(transcript.text))
             if new:
                 events.append(_delta(turn.item_id, new, before))
+            if turn is self._open and self._config.turn_detection is not None:
+                self._detector.hypothesis(transcript.text, job.end)
             if job.kind == "candidate":
                 turn.candidate = (job.end, transcript)
                 if turn.end == job.end and turn.final is None:
@@ -372,7 +381,9 @@ class LiveSession:
             return []
         events: list[LiveEvent] = []
         for turn_event in self._detector.push(probabilities):
-            if isinstance(turn_event, TurnStarted):
+            if isinstance(turn_event, IdleTimeout):
+                events += self._idle_item(turn_event)
+            elif isinstance(turn_event, TurnStarted):
                 self._open = _Turn(self._item_ids(), turn_event.start)
                 events.append(SpeechStarted(self._open.item_id, _ms(turn_event.start)))
             elif self._open is not None:
@@ -383,6 +394,28 @@ class LiveSession:
             preroll = detection.prefix_padding_ms * SAMPLE_RATE // 1000 + 2 * WINDOW
             self._buffer.drop_before(self._buffer.end - preroll)
         return events
+
+    def _idle_item(self, timeout: IdleTimeout) -> list[LiveEvent]:
+        """The silent stretch committed as an item of its own, with an empty transcript (the
+        VAD heard no speech in it; its audio is not kept, so it is not decoded)."""
+        item_id = self._item_ids()
+        events: list[LiveEvent] = [
+            TimeoutTriggered(item_id, _ms(timeout.start), _ms(timeout.end)),
+            Committed(item_id, self._previous_item),
+        ]
+        self._previous_item = item_id
+        if self._config.transcribe:
+            turn = _Turn(item_id, timeout.start)
+            turn.end = timeout.end
+            turn.final = Transcript("", self._config.language or "", 0.0, 0.0, ())
+            self._closed.append(turn)  # completed in commit order, after any turn before it
+            events += self._drain()
+        return events
+
+    def _logprobs(self, transcript: Transcript | None) -> tuple[TokenLogprob, ...] | None:
+        if not self._config.logprobs:
+            return None
+        return () if transcript is None else word_logprobs(transcript)
 
     def _end_turn(self, turn: _Turn, ended: TurnEnded) -> list[LiveEvent]:
         end = ended.end
@@ -421,7 +454,7 @@ class LiveSession:
             if tail:
                 events.append(_delta(turn.item_id, tail, bool(turn.agreement.committed)))
             seconds = 0.0 if turn.samples is None else len(turn.samples) / SAMPLE_RATE
-            events.append(TranscriptCompleted(turn.item_id, text, seconds))
+            events.append(TranscriptCompleted(turn.item_id, text, seconds, self._logprobs(final)))
             turn.samples = None
             if text:
                 self._context = _tail_words(f"{self._context} {text}", self.policy.context_chars)
@@ -445,6 +478,7 @@ class LiveSession:
                 temperatures=(0.0,),
                 beam_size=self.policy.interim_beam_size,
                 initial_prompt=prompt,
+                hotwords=config.hotwords,
                 condition_on_previous_text=False,
                 vad_filter=False,
             )
@@ -452,6 +486,8 @@ class LiveSession:
             language=config.language,
             beam_size=self.policy.final_beam_size,
             initial_prompt=prompt,
+            hotwords=config.hotwords,
+            word_timestamps=config.logprobs,
             vad_filter=turn.vad_filter,
         )
 

@@ -8,6 +8,12 @@ arrive instead of over a finished file, with the knobs of OpenAI's ``server_vad`
 - while speaking, a window under ``threshold - 0.15`` opens a pause and a window at
   ``threshold`` or above closes it; a pause of ``silence_duration_ms`` ends the turn, its
   speech ending where the pause began;
+- with ``eagerness`` set (OpenAI's ``semantic_vad``), the pause that ends a turn is not
+  ``silence_duration_ms`` but what ``src.live.semantic`` reads from the turn's running
+  hypothesis (``hypothesis()``): shorter after a finished sentence, longer after a word that
+  trails off;
+- with ``idle_timeout_ms`` set, that much audio without a turn since the last one ended (or
+  since the detector started) gives ``IdleTimeout`` and the clock starts again;
 - a turn that reaches ``max_turn_seconds`` (30 s: one Whisper window) is cut at its longest
   pause after the first third, or where speech is least likely when it has none; the rest of
   it goes on as a new turn at once.
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from src.live.semantic import Eagerness, Verdict, judge, silence_ms
 from src.live.vad import WINDOW
 
 SAMPLE_RATE = 16000
@@ -31,11 +38,16 @@ NEG_THRESHOLD_OFFSET = 0.15
 
 @dataclass(frozen=True)
 class TurnDetection:
-    """OpenAI's ``server_vad`` settings, with its defaults."""
+    """OpenAI's ``server_vad`` settings, with its defaults; ``eagerness`` set: ``semantic_vad``
+    (which takes OpenAI's other defaults from server VAD's)."""
 
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
+    #: None: ``server_vad``
+    eagerness: Eagerness | None = None
+    #: None: no idle timeout
+    idle_timeout_ms: int | None = None
 
     @property
     def neg_threshold(self) -> float:
@@ -60,7 +72,14 @@ class TurnEnded:
     cut: bool = False
 
 
-TurnEvent = TurnStarted | TurnEnded
+@dataclass(frozen=True)
+class IdleTimeout:
+    #: the silent stretch: from the end of the last turn (or the start) to the trigger
+    start: int
+    end: int
+
+
+TurnEvent = TurnStarted | TurnEnded | IdleTimeout
 
 
 class TurnDetector:
@@ -79,6 +98,10 @@ class TurnDetector:
         self._probs: list[float] = []
         self._probs_start = 0
         self._last = 0.0
+        #: (verdict, audio end) of the current turn's latest hypothesis (semantic VAD)
+        self._hypothesis: tuple[Verdict, int] | None = None
+        #: where the idle clock started
+        self._idle_from = origin
 
     @property
     def speaking(self) -> bool:
@@ -103,19 +126,45 @@ class TurnDetector:
         """The end of the last window scored."""
         return self._origin + self._windows * WINDOW
 
+    def hypothesis(self, text: str, end: int) -> None:
+        """The current turn's latest hypothesis, of its audio up to ``end`` (semantic VAD
+        reads whether it is finished)."""
+        if self._speaking and (self._hypothesis is None or end >= self._hypothesis[1]):
+            self._hypothesis = (judge(text), end)
+
+    def verdict(self) -> Verdict:
+        """The latest hypothesis's verdict, when it covers the speech up to the pause going
+        on now; else ``unknown``."""
+        if self._hypothesis is None or self._pause_start is None:
+            return "unknown"
+        verdict, end = self._hypothesis
+        return verdict if end >= self._pause_start else "unknown"
+
+    def _silence(self) -> int:
+        """Samples of silence that end the current turn now."""
+        settings = self.settings
+        if settings.eagerness is None:
+            return settings.silence_duration_ms * SAMPLE_RATE // 1000
+        return silence_ms(settings.eagerness, self.verdict()) * SAMPLE_RATE // 1000
+
     def interrupt(self, floor: int) -> None:
         """End the current turn without an event (the client committed it); the next turn
         begins no earlier than ``floor``."""
         self._speaking = False
         self._pause_start = None
         self._floor = max(self._floor, floor)
+        self._idle_from = max(self._idle_from, floor)
 
     def push(self, probabilities: np.ndarray) -> list[TurnEvent]:
         """Feed the next windows' probabilities; the turns they start and end, in order."""
         events: list[TurnEvent] = []
         settings = self.settings
         prefix = settings.prefix_padding_ms * SAMPLE_RATE // 1000
-        silence = settings.silence_duration_ms * SAMPLE_RATE // 1000
+        idle = (
+            None
+            if settings.idle_timeout_ms is None
+            else settings.idle_timeout_ms * SAMPLE_RATE // 1000
+        )
         for p in probabilities.tolist():
             self._last = p
             window_start = self.position
@@ -128,16 +177,21 @@ class TurnDetector:
                     self._pause_start = None
                     self._probs = [p]
                     self._probs_start = window_start
+                    self._hypothesis = None
                     events.append(TurnStarted(self._turn_start, window_start))
+                elif idle is not None and window_end - self._idle_from >= idle:
+                    events.append(IdleTimeout(self._idle_from, window_end))
+                    self._idle_from = window_end
                 continue
             self._probs.append(p)
             if p >= settings.threshold:
                 self._pause_start = None
             elif p < settings.neg_threshold and self._pause_start is None:
                 self._pause_start = window_start
-            if self._pause_start is not None and window_end - self._pause_start >= silence:
+            if self._pause_start is not None and window_end - self._pause_start >= self._silence():
                 events.append(TurnEnded(self._pause_start, window_end))
                 self._speaking = False
+                self._idle_from = window_end
                 # the next turn's padding may reach back into this one's closing silence
                 self._floor = self._pause_start
                 self._pause_start = None
@@ -146,6 +200,7 @@ class TurnDetector:
                 events.append(TurnEnded(cut, cut, cut=True))
                 events.append(TurnStarted(cut, cut))
                 self._turn_start = cut
+                self._hypothesis = None
                 keep = (cut - self._probs_start) // WINDOW
                 self._probs = self._probs[keep:]
                 self._probs_start += keep * WINDOW
