@@ -2,8 +2,14 @@
 
 ffmpeg reads the first audio stream of whatever container it is given (video files included),
 downmixes, resamples and writes raw little-endian float32 to a pipe; the command is built with
-``ffmpeg-python``. The audio came from the job's caller, so ffmpeg may only open local files
-(``-protocol_whitelist file``): a playlist smuggled in as "audio" cannot make it fetch URLs.
+``ffmpeg-python``. The audio came from the job's caller, so ffmpeg reads it as what it claims to
+be and nothing more:
+
+* ``-protocol_whitelist file``: no URL (http, rtmp, ...) can be opened from inside the input;
+* ``-format_whitelist`` (:data:`DEMUXERS`): only audio and video containers that hold their
+  media in themselves. A playlist or a list of files (HLS ``.m3u8``, ``concat``, ``image2``,
+  DASH, ...) is refused before it is read, so no entry such as ``file:///etc/...`` or
+  another job's audio can ever be opened. ffprobe runs under the same two lists.
 
 A truncated or partly corrupt file gives what ffmpeg could decode of it (as Whisper's own loader
 does); only a file with nothing decodable is an error.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -31,6 +38,19 @@ _BYTES_PER_SAMPLE = 4  # float32
 _READ_SIZE = 1024 * 1024
 _MAX_STDERR = 64 * 1024
 _MAX_REASON = 160
+
+#: the containers ffmpeg may read (its demuxer names): every audio and video format a caller
+#: can reasonably send, none that opens other files or URLs (hls, concat, dash, image2,
+#: tee, ... are left out, and so is every demuxer not named here)
+DEMUXERS: tuple[str, ...] = (
+    "wav", "w64", "flac", "mp3", "ogg", "mov", "matroska", "aac", "aiff", "amr", "asf",
+    "avi", "caf", "au", "mpeg", "mpegts", "ac3", "eac3", "dts", "flv", "wv", "ape", "tta",
+    "truehd", "mlp", "loas", "voc", "dsf", "xwma", "s337m",
+)  # fmt: skip
+_FORMAT_WHITELIST = ",".join(DEMUXERS)
+#: what ffmpeg puts before a message: ``[mp3 @ 0x55d0c3a4b2c0] `` (a heap address)
+_CONTEXT = re.compile(r"\[([\w:,.-]+) @ 0x[0-9a-fA-F]+\]\s*")
+_NOT_WHITELISTED = re.compile(r"\[([\w:,.-]+) @ 0x[0-9a-fA-F]+\]\s*Format not on whitelist")
 
 
 def decode_audio(
@@ -61,7 +81,12 @@ def probe_duration(path: Path | str) -> float | None:
     decoding such a file raises the error that explains why.
     """
     try:
-        info = ffmpeg.probe(str(Path(path).resolve()), v="error", protocol_whitelist="file")
+        info = ffmpeg.probe(
+            str(Path(path).resolve()),
+            v="error",
+            protocol_whitelist="file",
+            format_whitelist=_FORMAT_WHITELIST,
+        )
     except ffmpeg.Error:
         return None
     except OSError as e:
@@ -104,7 +129,9 @@ def _decode_file(path: Path, denoise: bool, max_seconds: float | None) -> np.nda
 
 def _ffmpeg_command(path: Path, denoise: bool) -> list[str]:
     """``ffmpeg ... -i FILE -map 0:a:0 -f f32le -ac 1 -ar 16000 pipe:1``, via ffmpeg-python."""
-    stream = ffmpeg.input(str(path.resolve()), protocol_whitelist="file")["a:0"]
+    stream = ffmpeg.input(
+        str(path.resolve()), protocol_whitelist="file", format_whitelist=_FORMAT_WHITELIST
+    )["a:0"]
     if denoise:
         stream = stream.filter("afftdn")
     output = ffmpeg.output(
@@ -154,11 +181,18 @@ def _read_capped(stream: IO[bytes], max_bytes: int | None) -> bytearray | None:
 
 def _explain_failure(stderr: str, path: Path) -> str:
     """A caller-facing reason from ffmpeg's stderr: a known case, or its first line, short."""
+    refused = _NOT_WHITELISTED.search(stderr)
+    if refused:
+        return (
+            f"audio: the file is in a format the worker does not read ({refused.group(1)}); "
+            "playlists and lists of files (m3u8, concat, ...) are refused: send the audio itself"
+        )
     if "matches no streams" in stderr:
         return "audio: the file has no audio stream"
     if "Invalid data found when processing input" in stderr:
         return "audio: not a recognised audio or video format, or the file is corrupt"
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = [_CONTEXT.sub("", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
     reason = lines[0] if lines else "ffmpeg failed without a message"
     reason = reason.replace(str(path.resolve()), "input").replace(str(path), "input")
     if len(reason) > _MAX_REASON:
