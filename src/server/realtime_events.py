@@ -14,15 +14,27 @@ A transcription session here:
 - ``audio.input.format``: ``audio/pcm`` (16-bit little-endian mono) at ``rate`` 24000, the API's
   only rate, or any other rate from 8000 to 96000 Hz, resampled; ``audio/pcmu`` and
   ``audio/pcma`` (G.711, 8 kHz);
-- ``audio.input.transcription``: ``language`` (an ISO-639-1 code, null to detect), ``prompt``
-  (vocabulary or style, at most 2000 characters), ``keywords`` (added to the prompt), ``model``
-  (accepted; the worker's own model serves and is what the session reports), ``delay`` and
-  ``languages`` (accepted, no effect); null turns transcription off (turns are still detected);
+- ``audio.input.transcription``: ``language`` (an ISO-639-1 code, null to detect),
+  ``languages`` (candidates: one is that language; several leave the language to Whisper's
+  detection over all its languages, reported back as given), ``prompt`` (vocabulary or style,
+  at most 2000 characters), ``keywords`` (the decoder's ``hotwords``: biased toward them),
+  ``model`` (any name; the worker's own model serves and is what the session reports; the
+  realtime-only ``gpt-realtime-whisper`` and ``gpt-live-transcribe`` take no server-side turn
+  detection, as OpenAI's do: the session switches to client commits and refuses a
+  ``turn_detection``), ``delay`` (accepted and reported back; no effect: deltas come as two
+  decodes agree); null turns transcription off (turns are still detected);
 - ``audio.input.turn_detection``: ``server_vad`` with ``threshold``, ``prefix_padding_ms``,
-  ``silence_duration_ms`` (its other fields accepted, no effect), or null for manual commits;
-  ``semantic_vad`` is refused;
-- ``audio.input.noise_reduction`` and ``include`` are accepted and have no effect (the session
-  reports them as null).
+  ``silence_duration_ms``, ``idle_timeout_ms`` (``input_audio_buffer.timeout_triggered``, then
+  the silent stretch committed as an item with an empty transcript); ``semantic_vad`` with
+  ``eagerness`` (``src.live.semantic``: the pause that ends a turn depends on whether the
+  running hypothesis reads as finished); ``create_response`` and ``interrupt_response``
+  (accepted: there are no responses in a transcription session); or null for client commits;
+- ``include: ["item.input_audio_transcription.logprobs"]``: each ``completed`` carries
+  ``logprobs``, one entry per word (``src.live.logprobs``); deltas carry none;
+- ``audio.input.noise_reduction`` (``near_field``/``far_field``) is accepted and reported back
+  and filters nothing: Whisper was trained on noisy audio, and a denoiser before it costs WER
+  on clean speech (the files route's ``denoise`` option is ffmpeg's ``afftdn`` for those who
+  want one).
 
 Every client error is answered with an ``error`` event (``param`` naming the field as sent,
 ``event_id`` the client's) and the connection stays up.
@@ -47,17 +59,23 @@ from src.live.events import (
     LiveEvent,
     SpeechStarted,
     SpeechStopped,
+    TimeoutTriggered,
     TranscriptCompleted,
     TranscriptDelta,
     TranscriptFailed,
 )
+from src.live.logprobs import wire as logprobs_wire
 from src.live.pcm import G711_RATE, MAX_RATE, MIN_RATE, AudioFormat
+from src.live.semantic import Eagerness
 from src.live.session import SessionConfig
 from src.live.turns import TurnDetection
 
 #: OpenAI's limit on the audio of one ``input_audio_buffer.append``
 MAX_APPEND_BYTES = 15 * 1024 * 1024
 MAX_PROMPT_CHARS = 2000
+#: model names OpenAI serves only over the realtime socket, with no server-side turn detection
+REALTIME_ONLY_MODELS = frozenset({"gpt-realtime-whisper", "gpt-live-transcribe"})
+LOGPROBS_INCLUDE = "item.input_audio_transcription.logprobs"
 CLIENT_EVENTS = (
     "session.update",
     "input_audio_buffer.append",
@@ -122,12 +140,12 @@ class ServerVadIn(_Strict):
     silence_duration_ms: Annotated[int, Field(ge=100, le=10000)] | None = None
     create_response: bool | None = None
     interrupt_response: bool | None = None
-    idle_timeout_ms: Annotated[int, Field(ge=0)] | None = None
+    idle_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] | None = None
 
 
 class SemanticVadIn(_Strict):
     type: Literal["semantic_vad"]
-    eagerness: Literal["low", "medium", "high", "auto"] | None = None
+    eagerness: Eagerness | None = None
     create_response: bool | None = None
     interrupt_response: bool | None = None
 
@@ -261,19 +279,31 @@ class RealtimeSession:
     language: str | None = None
     prompt: str = ""
     keywords: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    #: the transcription model the client named (None: not named)
+    requested_model: str | None = None
+    delay: str | None = None
+    logprobs: bool = False
+    noise_reduction: str | None = None
+
+    @property
+    def client_commits(self) -> bool:
+        """Whether the named model is a realtime-only one (no server-side turn detection)."""
+        return self.requested_model in REALTIME_ONLY_MODELS
 
     @classmethod
     def new(cls, model: str) -> RealtimeSession:
         return cls(id="sess_" + secrets.token_hex(12), model=model)
 
     def config(self) -> SessionConfig:
-        prompt = " ".join(p for p in (self.prompt, ", ".join(self.keywords)) if p) or None
         return SessionConfig(
             audio_format=self.audio_format,
             turn_detection=self.turn_detection,
             transcribe=self.transcribe,
             language=self.language,
-            prompt=prompt,
+            prompt=self.prompt or None,
+            hotwords=", ".join(self.keywords) or None,
+            logprobs=self.logprobs,
         )
 
     def updated(self, update: SessionUpdate) -> RealtimeSession:
@@ -288,16 +318,32 @@ class RealtimeSession:
                 param="session.type",
                 event_id=event_id,
             )
+        new = self
+        if "include" in session.model_fields_set:
+            new = replace(new, logprobs=LOGPROBS_INCLUDE in (session.include or ()))
         audio_input = session.audio.input if session.audio is not None else None
         if audio_input is None:
-            return self
-        new = self
+            return new
         given = audio_input.model_fields_set
         if "format" in given and audio_input.format is not None:
             new = replace(new, audio_format=_audio_format(audio_input.format, event_id))
+        if "noise_reduction" in given:
+            noise = audio_input.noise_reduction
+            new = replace(new, noise_reduction=noise.type if noise is not None else None)
         if "transcription" in given:
+            was_client_commits = new.client_commits
             new = _with_transcription(new, audio_input.transcription, event_id)
+            if new.client_commits and not was_client_commits:
+                # OpenAI's realtime-only models take no server-side turn detection
+                new = replace(new, turn_detection=None)
         if "turn_detection" in given:
+            if new.client_commits and audio_input.turn_detection is not None:
+                raise ProtocolError(
+                    f"{new.requested_model!r} takes no server-side turn detection, as OpenAI's "
+                    "does not (allowed: null; commit each turn with input_audio_buffer.commit)",
+                    param="session.audio.input.turn_detection",
+                    event_id=event_id,
+                )
             new = replace(new, turn_detection=_turn_detection(audio_input.turn_detection, event_id))
         return new
 
@@ -310,13 +356,21 @@ class RealtimeSession:
             transcription = {"model": self.model, "language": self.language, "prompt": self.prompt}
             if self.keywords:
                 transcription["keywords"] = list(self.keywords)
+            if self.languages:
+                transcription["languages"] = list(self.languages)
+            if self.delay is not None:
+                transcription["delay"] = self.delay
         turn_detection: dict[str, Any] | None = None
-        if self.turn_detection is not None:
+        detection = self.turn_detection
+        if detection is not None and detection.eagerness is not None:
+            turn_detection = {"type": "semantic_vad", "eagerness": detection.eagerness}
+        elif detection is not None:
             turn_detection = {
                 "type": "server_vad",
-                "threshold": self.turn_detection.threshold,
-                "prefix_padding_ms": self.turn_detection.prefix_padding_ms,
-                "silence_duration_ms": self.turn_detection.silence_duration_ms,
+                "threshold": detection.threshold,
+                "prefix_padding_ms": detection.prefix_padding_ms,
+                "silence_duration_ms": detection.silence_duration_ms,
+                "idle_timeout_ms": detection.idle_timeout_ms,
             }
         return {
             "id": self.id,
@@ -325,12 +379,14 @@ class RealtimeSession:
             "audio": {
                 "input": {
                     "format": audio_format,
-                    "noise_reduction": None,
+                    "noise_reduction": (
+                        {"type": self.noise_reduction} if self.noise_reduction else None
+                    ),
                     "transcription": transcription,
                     "turn_detection": turn_detection,
                 }
             },
-            "include": None,
+            "include": [LOGPROBS_INCLUDE] if self.logprobs else None,
         }
 
 
@@ -353,21 +409,43 @@ def _with_transcription(
 ) -> RealtimeSession:
     if given is None:
         return replace(session, transcribe=False)
-    language = given.language.strip().lower() if given.language else None
-    if language is not None and language not in LANGUAGES:
-        raise ProtocolError(
-            f"{given.language!r} is not a language code Whisper knows (ISO-639-1, e.g. 'en', "
-            "'de'; null to detect it)",
-            param="session.audio.input.transcription.language",
-            event_id=event_id,
+    param = "session.audio.input.transcription"
+    language = _language(given.language, f"{param}.language", event_id)
+    languages = tuple(
+        dict.fromkeys(
+            code
+            for i, raw in enumerate(given.languages or ())
+            if (code := _language(raw, f"{param}.languages[{i}]", event_id)) is not None
         )
+    )
+    if given.languages is not None and not languages:
+        raise ProtocolError(
+            "expected at least one language code", param=f"{param}.languages", event_id=event_id
+        )
+    if language is None and len(languages) == 1:
+        language = languages[0]
     return replace(
         session,
         transcribe=True,
         language=language,
+        languages=languages,
         prompt=given.prompt or "",
         keywords=tuple(k.strip() for k in given.keywords or () if k.strip()),
+        requested_model=given.model,
+        delay=given.delay,
     )
+
+
+def _language(raw: str | None, param: str, event_id: str | None) -> str | None:
+    language = raw.strip().lower() if raw else None
+    if language is not None and language not in LANGUAGES:
+        raise ProtocolError(
+            f"{raw!r} is not a language code Whisper knows (ISO-639-1, e.g. 'en', "
+            "'de'; null to detect it)",
+            param=param,
+            event_id=event_id,
+        )
+    return language
 
 
 def _turn_detection(
@@ -375,14 +453,9 @@ def _turn_detection(
 ) -> TurnDetection | None:
     if given is None:
         return None
-    if isinstance(given, SemanticVadIn):
-        raise ProtocolError(
-            "'semantic_vad' is not supported by this server (allowed: 'server_vad', or null "
-            "for manual commits)",
-            param="session.audio.input.turn_detection.type",
-            event_id=event_id,
-        )
     defaults = TurnDetection()
+    if isinstance(given, SemanticVadIn):
+        return TurnDetection(eagerness=given.eagerness or "auto")
     return TurnDetection(
         threshold=defaults.threshold if given.threshold is None else given.threshold,
         prefix_padding_ms=(
@@ -395,6 +468,7 @@ def _turn_detection(
             if given.silence_duration_ms is None
             else given.silence_duration_ms
         ),
+        idle_timeout_ms=given.idle_timeout_ms,
     )
 
 
@@ -472,14 +546,27 @@ def wire_event(event: LiveEvent) -> dict[str, Any]:
                 "content_index": 0,
                 "delta": delta,
             }
-        case TranscriptCompleted(item_id=item_id, transcript=transcript, audio_seconds=seconds):
-            return {
+        case TranscriptCompleted(
+            item_id=item_id, transcript=transcript, audio_seconds=seconds, logprobs=logprobs
+        ):
+            completed: dict[str, Any] = {
                 **base,
                 "type": "conversation.item.input_audio_transcription.completed",
                 "item_id": item_id,
                 "content_index": 0,
                 "transcript": transcript,
                 "usage": {"type": "duration", "seconds": round(seconds, 3)},
+            }
+            if logprobs is not None:
+                completed["logprobs"] = logprobs_wire(logprobs)
+            return completed
+        case TimeoutTriggered(item_id=item_id, audio_start_ms=start, audio_end_ms=end):
+            return {
+                **base,
+                "type": "input_audio_buffer.timeout_triggered",
+                "item_id": item_id,
+                "audio_start_ms": start,
+                "audio_end_ms": end,
             }
         case TranscriptFailed(item_id=item_id, message=message):
             return {
