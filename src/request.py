@@ -130,6 +130,8 @@ class TranscribeOptions(BaseModel):
     no_speech_threshold: Probability | None = _D.no_speech_threshold
     condition_on_previous_text: bool = _D.condition_on_previous_text
     initial_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = _D.initial_prompt
+    #: words to bias the decoder toward (faster-whisper's ``hotwords``; OpenAI's ``keywords``)
+    hotwords: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = _D.hotwords
     word_timestamps: bool = _D.word_timestamps
     vad_filter: bool = _D.vad_filter
     vad_parameters: VadParameters = _D.vad
@@ -202,6 +204,7 @@ class TranscribeOptions(BaseModel):
             no_speech_threshold=self.no_speech_threshold,
             condition_on_previous_text=self.condition_on_previous_text,
             initial_prompt=self.initial_prompt,
+            hotwords=self.hotwords,
             word_timestamps=self.word_timestamps or self.subtitles is not None or self.diarize,
             vad_filter=self.vad_filter,
             vad=self.vad_parameters,
