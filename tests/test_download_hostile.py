@@ -172,3 +172,98 @@ def test_a_gzip_bomb_is_a_clear_decode_error_for_the_whole_job(
     )
     assert set(out) == {"error"}
     assert out["error"].startswith("audio: ") and "internal error" not in out["error"]
+
+
+def test_a_drip_under_the_read_timeout_is_cut_off_by_the_pace(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One byte every 50 ms never trips the read timeout nor the total: the pace ends it."""
+    import time
+
+    import src.audio.source as source
+
+    def drip(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "10000000")
+        h.end_headers()
+        while not server.stop.wait(0.05):
+            h.wfile.write(b"x")
+            h.wfile.flush()
+
+    server.routes["/drip"] = drip
+    monkeypatch.setattr(source, "MIN_RATE", 1000)
+    monkeypatch.setattr(source, "RATE_GRACE", 0.5)
+    limits = limits_from_env(DOWNLOAD_READ_TIMEOUT="5", DOWNLOAD_TOTAL_TIMEOUT="900")
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="was too slow"):
+        fetch_audio(AudioInput(url=server.url("/drip")), tmp_path, limits)
+    assert time.monotonic() - started < 4  # generous: the read timeout (5 s) never came
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fast_body_keeps_its_pace(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body that pauses after the grace but has averaged more than the pace completes."""
+    import src.audio.source as source
+
+    def bursty(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(2 * 50_000))
+        h.end_headers()
+        h.wfile.write(b"x" * 50_000)
+        h.wfile.flush()
+        server.stop.wait(0.8)
+        h.wfile.write(b"x" * 50_000)
+
+    server.routes["/bursty"] = bursty
+    monkeypatch.setattr(source, "MIN_RATE", 10_000)
+    monkeypatch.setattr(source, "RATE_GRACE", 0.3)
+    path = fetch_audio(AudioInput(url=server.url("/bursty")), tmp_path, limits_from_env())
+    assert path.stat().st_size == 100_000
+
+
+def test_a_shutdown_ends_a_stalled_download_at_once(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import src.audio.source as source
+
+    monkeypatch.setattr(source, "_downloads", source._Downloads())
+    started_body = threading.Event()
+
+    def stalled(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "1000000")
+        h.end_headers()
+        h.wfile.write(b"x" * 1000)
+        h.wfile.flush()
+        started_body.set()
+        server.stop.wait(30)
+
+    server.routes["/stalled"] = stalled
+    failures: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            fetch_audio(AudioInput(url=server.url("/stalled")), tmp_path, limits_from_env())
+        except BaseException as e:
+            failures.append(e)
+
+    thread = threading.Thread(target=download)
+    thread.start()
+    assert started_body.wait(10)
+    time.sleep(0.2)
+    began = time.monotonic()
+    assert source.abort_downloads() == 1
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - began < 5  # generous: the read timeout is 30 s
+    assert len(failures) == 1 and isinstance(failures[0], DownloadError)
+    assert "shutting down" in str(failures[0])
+    assert list(tmp_path.iterdir()) == []
+    # and no new download starts once the process is shutting down
+    with pytest.raises(DownloadError, match="shutting down"):
+        fetch_audio(AudioInput(url=server.url("/stalled")), tmp_path, limits_from_env())

@@ -9,7 +9,11 @@ A URL comes from whoever submits the job, so the download is treated as hostile:
   address, never to a second lookup, so DNS rebinding cannot swap in an internal address;
 * redirects are followed by hand, at most ``max_redirects``, and each hop is checked again;
 * the body is streamed to disk under a byte cap, refused early when ``Content-Length`` already
-  says too much, with connect and per-read timeouts and an overall deadline;
+  says too much, with connect and per-read timeouts, an overall deadline, and a minimum pace
+  (``MIN_RATE`` bytes a second on average once ``RATE_GRACE`` seconds have passed): a server
+  that drips a byte now and then is cut off within seconds, not at the overall deadline;
+* a shutdown (:func:`abort_downloads`) ends every download under way at once, so a stalled
+  server never keeps the process, or a job's temp directory, alive;
 * ``Accept-Encoding: identity`` is sent and the body is written as received, so a compressed
   body cannot expand past the cap.
 
@@ -28,9 +32,10 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -59,6 +64,11 @@ AddressCheck = Callable[[IPAddress], bool]
 
 #: the default overall wall-clock limit of one download (``DOWNLOAD_TOTAL_TIMEOUT``)
 MAX_DOWNLOAD_SECONDS = DownloadLimits.total_timeout
+#: the least average pace of a download's body, in bytes a second, counted from the request
+#: once ``RATE_GRACE`` seconds have passed (1 GiB at this pace would take 9 hours: only a
+#: server that drips falls behind it)
+MIN_RATE = 32 * 1024
+RATE_GRACE = 10.0
 
 _FIELD_URL = "audio.url"
 _FIELD_BASE64 = "audio.base64"
@@ -188,6 +198,48 @@ def fetch_audio(audio: AudioSource, workdir: Path, limits: DownloadLimits) -> Pa
 # URL download
 
 
+class _Downloads:
+    """The sockets of the downloads under way in this process, so that a shutdown can end them
+    all at once (``shutdown`` wakes a thread blocked reading from one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self.aborted = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.aborted:
+                sock.close()
+                raise DownloadError(f"{_FIELD_URL}: the worker is shutting down")
+            self._sockets.add(sock)
+
+    def discard(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def abort(self) -> int:
+        with self._lock:
+            self.aborted = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return len(sockets)
+
+
+_downloads = _Downloads()
+
+
+def abort_downloads() -> int:
+    """End every download under way (each raises ``DownloadError``) and refuse new ones: for a
+    process that is shutting down. Returns how many were under way."""
+    count = _downloads.abort()
+    if count:
+        logger.info("shutdown: %d download(s) under way ended", count)
+    return count
+
+
 @dataclass(frozen=True)
 class _Target:
     """One hop's URL, parsed and checked for scheme, host and port."""
@@ -222,13 +274,23 @@ def download_url(
         target = _parse_target(current, hop)
         addresses = _allowed_addresses(target, hop, limits, network)
         conn = _connect(target, addresses, limits, network)
-        with closing(conn), closing(_send(conn, target, limits)) as response:
-            if response.status in _REDIRECTS:
-                current = _redirect_location(response, current, target)
-                logger.debug("redirect %d: %s -> %s", hop + 1, target.redacted, redact_url(current))
-                continue
-            declared = _check_response(response, target, limits)
-            path, size = _save_body(response, dest_dir, target, limits, deadline, declared)
+        pace = _Pace(started, deadline, limits)
+        sock = conn.sock
+        try:
+            _downloads.add(sock)
+            pace.arm(sock, 0)
+            with closing(conn), closing(_send(conn, target, limits)) as response:
+                if response.status in _REDIRECTS:
+                    current = _redirect_location(response, current, target)
+                    logger.debug(
+                        "redirect %d: %s -> %s", hop + 1, target.redacted, redact_url(current)
+                    )
+                    continue
+                declared = _check_response(response, target, limits)
+                path, size = _save_body(response, dest_dir, target, pace, sock, declared)
+        finally:
+            _downloads.discard(sock)
+            conn.close()
         logger.info(
             "downloaded %s: %d bytes in %.2f s (%d redirects)",
             first,
@@ -453,12 +515,39 @@ def _content_length(response: http.client.HTTPResponse) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class _Pace:
+    """When the next read of a download must return: the sooner of the read timeout, the
+    overall deadline, and what the minimum average pace allows for the bytes received."""
+
+    started: float
+    deadline: float
+    limits: DownloadLimits
+
+    def due(self, received: int) -> tuple[float, str]:
+        """The time by which more must arrive, and what is broken if it does not."""
+        now = time.monotonic()
+        candidates = [
+            (now + self.limits.read_timeout, "stall"),
+            (self.deadline, "total"),
+            (self.started + RATE_GRACE + received / MIN_RATE, "rate"),
+        ]
+        return min(candidates)
+
+    def arm(self, sock: socket.socket | None, received: int) -> str:
+        """Set the socket's timeout for its next read; returns which limit that timeout is."""
+        due, why = self.due(received)
+        if sock is not None:
+            sock.settimeout(max(due - time.monotonic(), 0.001))
+        return why
+
+
 def _save_body(
     response: http.client.HTTPResponse,
     dest_dir: Path,
     target: _Target,
-    limits: DownloadLimits,
-    deadline: float,
+    pace: _Pace,
+    sock: socket.socket | None,
     declared: int | None,
 ) -> tuple[Path, int]:
     """Stream the body into a new file in ``dest_dir``; remove the file on any failure."""
@@ -466,7 +555,7 @@ def _save_body(
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            size = _copy_capped(response, out, target, limits, deadline)
+            size = _copy_capped(response, out, target, pace, sock)
         if declared is not None and size < declared:
             raise DownloadError(
                 f"{_FIELD_URL}: the connection to {target.redacted} closed before the whole "
@@ -485,23 +574,23 @@ def _copy_capped(
     response: http.client.HTTPResponse,
     out: BinaryIO,
     target: _Target,
-    limits: DownloadLimits,
-    deadline: float,
+    pace: _Pace,
+    sock: socket.socket | None,
 ) -> int:
-    """Copy the body to ``out`` until its end, the byte cap or the deadline.
+    """Copy the body to ``out`` until its end, the byte cap, the deadline or the pace.
 
     ``read1`` returns after one socket read, so the cap and the deadline are checked between
-    small reads rather than after a whole large chunk has trickled in.
+    small reads rather than after a whole large chunk has trickled in; each read's timeout is
+    what the pace leaves (``_Pace``).
     """
+    limits = pace.limits
     size = 0
     while True:
+        why = pace.arm(sock, size)
         try:
             chunk = response.read1(_CHUNK)
         except TimeoutError as e:
-            raise DownloadError(
-                f"{_FIELD_URL}: the download of {target.redacted} stalled: no data for "
-                f"{limits.read_timeout:g} s"
-            ) from e
+            raise DownloadError(_timeout_message(why, target, limits, size)) from e
         except http.client.IncompleteRead as e:
             raise DownloadError(
                 f"{_FIELD_URL}: the connection to {target.redacted} closed before the whole "
@@ -511,6 +600,8 @@ def _copy_capped(
             raise DownloadError(
                 f"{_FIELD_URL}: the download of {target.redacted} failed ({_os_reason(e)})"
             ) from e
+        if _downloads.aborted:
+            raise DownloadError(f"{_FIELD_URL}: the worker is shutting down")
         if not chunk:
             return size
         size += len(chunk)
@@ -519,11 +610,25 @@ def _copy_capped(
                 f"{_FIELD_URL}: {target.redacted} is larger than the limit of "
                 f"{limits.max_bytes} bytes"
             )
-        if time.monotonic() > deadline:
+        if time.monotonic() > pace.deadline:
             raise DownloadError(
                 f"{_FIELD_URL}: the download of {target.redacted} took longer than the time allowed"
             )
         out.write(chunk)
+
+
+def _timeout_message(why: str, target: _Target, limits: DownloadLimits, size: int) -> str:
+    if why == "rate":
+        return (
+            f"{_FIELD_URL}: the download of {target.redacted} was too slow ({size} bytes; at "
+            f"least {MIN_RATE} bytes a second on average after the first {RATE_GRACE:g} s)"
+        )
+    if why == "total":
+        return f"{_FIELD_URL}: the download of {target.redacted} took longer than the time allowed"
+    return (
+        f"{_FIELD_URL}: the download of {target.redacted} stalled: no data for "
+        f"{limits.read_timeout:g} s"
+    )
 
 
 def _os_reason(error: BaseException | None) -> str:

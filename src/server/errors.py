@@ -10,7 +10,9 @@ with the status that says what happened:
     AudioError (download, decode, SSRF) 400  invalid_request_error  (code: the error's kind)
     TooLarge (bytes or seconds)         413  invalid_request_error  code "too_large"
     missing or wrong API key            401  invalid_request_error  code "invalid_api_key"
+    BodyTooSlow (the body fell behind)  408  invalid_request_error  code "body_too_slow"
     QueueFull                           503  server_error           code "queue_full", Retry-After
+    Busy (too many large bodies)        503  server_error           code "busy", Retry-After
     ModelError, OutOfMemory             500  server_error
     anything unforeseen                 500  server_error           (no message text leaks)
 
@@ -30,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.errors import AudioError, InvalidRequest, ModelError, TooLarge, WorkerError
-from src.server.scheduler import QueueFull
+from src.service.slots import QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,19 @@ class UploadTooLarge(TooLarge):
     def __init__(self, message: str, param: str = "file") -> None:
         super().__init__(message)
         self.param = param
+
+
+class BodyTooSlow(InvalidRequest):
+    """The request body fell behind the pace a body must keep (``uploads.BodyPace``)."""
+
+    kind = "body_too_slow"
+
+
+class Busy(WorkerError):
+    """The server holds as many request bodies in memory as it may; the caller retries."""
+
+    kind = "busy"
+    retry_after = 5
 
 
 class Unauthorized(Exception):
@@ -88,6 +103,16 @@ def api_error(error: BaseException) -> ApiError:
             code="queue_full",
             headers={"Retry-After": str(error.retry_after)},
         )
+    if isinstance(error, Busy):
+        return ApiError(
+            503,
+            str(error),
+            "server_error",
+            code=error.kind,
+            headers={"Retry-After": str(error.retry_after)},
+        )
+    if isinstance(error, BodyTooSlow):
+        return ApiError(408, str(error), "invalid_request_error", None, error.kind)
     if isinstance(error, Unauthorized):
         return ApiError(
             401,

@@ -6,12 +6,21 @@ worker's byte cap (``MAX_DOWNLOAD_BYTES``, raising ``TooLarge``) while it arrive
 it is held in memory or spooled elsewhere. The other fields are short strings, bounded in size
 and number. A declared ``Content-Length`` over what a form may hold is refused before reading.
 
-``read_body`` reads a JSON body under a cap in the same way.
+``read_body`` reads a JSON body under a cap in the same way. A JSON body is held in memory, so
+its cap is ``MAX_JSON_BODY_BYTES`` whatever the download cap (bigger audio goes as a multipart
+upload or a URL, which stream to disk), and all JSON bodies being read at once share
+``JSON_BODIES_BUDGET`` bytes: past it a request gets 503 (``Busy``) rather than more memory.
+
+Both readers hold the body to a pace (``BodyPace``): a body must keep arriving, or the request
+ends with 408 (``BodyTooSlow``). A client that drips a byte now and then cannot hold a
+connection, a temp file or memory for longer than the pace allows.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +31,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from src.errors import TooLarge
-from src.server.errors import InvalidField, UploadTooLarge
+from src.server.errors import BodyTooSlow, Busy, InvalidField, UploadTooLarge
 
 #: bounds on the form's text fields (a prompt, a custom vocabulary as JSON, ...)
 MAX_FIELD_BYTES = 256 * 1024
@@ -30,6 +39,81 @@ MAX_FIELDS = 64
 MAX_HEADER_BYTES = 16 * 1024
 #: file data is written to disk in blocks of about this size, off the event loop
 WRITE_BLOCK = 1024 * 1024
+#: the most a JSON body may hold (``/v1/jobs``): RunPod's own queue takes 10 MiB (``/run``) and
+#: 20 MiB (``/runsync``), so this carries any queue job with room to spare
+MAX_JSON_BODY_BYTES = 64 * 1024 * 1024
+#: what all JSON bodies being read at one time may hold together
+JSON_BODIES_BUDGET = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BodyPace:
+    """How fast a request body must arrive.
+
+    After ``grace`` seconds the body must have averaged ``min_rate`` bytes a second since the
+    request began (so a pause is fine once enough has come); no byte for ``idle`` seconds ends
+    it at any time, and so does ``total`` seconds in all.
+    """
+
+    grace: float = 10.0
+    min_rate: float = 32 * 1024
+    idle: float = 30.0
+    total: float = 1800.0
+
+    def deadline(self, started: float, received: int, last: float) -> float:
+        """By when the next chunk must arrive (``time.monotonic()``)."""
+        by_rate = started + self.grace + received / self.min_rate
+        return min(by_rate, last + self.idle, started + self.total)
+
+
+#: the pace of every body; tests replace it with a faster one
+PACE = BodyPace()
+
+
+async def paced(request: Request, what: str, pace: BodyPace | None = None) -> AsyncIterator[bytes]:
+    """``request.stream()``, ended with ``BodyTooSlow`` when the body falls behind ``pace``."""
+    pace = pace or PACE
+    stream = request.stream().__aiter__()
+    started = last = time.monotonic()
+    received = 0
+    while True:
+        wait = pace.deadline(started, received, last) - time.monotonic()
+        try:
+            with anyio.fail_after(max(wait, 0.0)):
+                chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise BodyTooSlow(
+                f"{what}: the body arrived too slowly ({received} bytes in "
+                f"{time.monotonic() - started:.0f} s; at least {pace.min_rate:.0f} bytes a "
+                f"second after the first {pace.grace:g} s, no pause over {pace.idle:g} s, "
+                f"{pace.total:g} s in all)"
+            ) from None
+        received += len(chunk)
+        last = time.monotonic()
+        yield chunk
+
+
+class _Budget:
+    """Bytes that JSON bodies hold in memory, across requests (one event loop, no lock)."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, size: int, what: str) -> None:
+        if self.held + size > JSON_BODIES_BUDGET:
+            raise Busy(
+                f"{what}: the server is reading too many large bodies at once; try again shortly, "
+                "or send the audio as a multipart upload or a URL"
+            )
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held = max(0, self.held - size)
+
+
+json_bodies = _Budget()
 
 
 @dataclass(frozen=True)
@@ -57,6 +141,8 @@ def _declared_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     return int(raw) if raw is not None and raw.isdigit() else None
 
+
+_BUDGET_STEP = 1024 * 1024
 
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 
@@ -183,7 +269,7 @@ async def read_form(request: Request, workdir: Path, max_file_bytes: int) -> For
     builder = _FormBuilder(workdir, max_file_bytes)
     parser = MultipartParser(boundary, builder.callbacks())  # type: ignore[arg-type]
     try:
-        async for chunk in request.stream():
+        async for chunk in paced(request, builder.file_field or "file"):
             _feed(parser, chunk)
             await _write_pending(builder, final=False)
         _feed(parser, None)
@@ -219,13 +305,28 @@ async def _write_pending(builder: _FormBuilder, final: bool) -> None:
 
 
 async def read_body(request: Request, max_bytes: int, what: str) -> bytes:
-    """The whole body, refused with ``TooLarge`` once it passes ``max_bytes``."""
+    """The whole body, refused with ``TooLarge`` once it passes ``max_bytes`` (at most
+    ``MAX_JSON_BODY_BYTES``), with ``Busy`` past the shared budget, ``BodyTooSlow`` when it
+    falls behind the pace."""
+    max_bytes = min(max_bytes, MAX_JSON_BODY_BYTES)
+    too_large = TooLarge(
+        f"{what}: the body is over the limit of {max_bytes} bytes; send larger audio as a "
+        "URL, or as a file to /v1/audio/transcriptions"
+    )
     declared = _declared_length(request)
     if declared is not None and declared > max_bytes:
-        raise TooLarge(f"{what}: the body is over the limit of {max_bytes} bytes")
+        raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise TooLarge(f"{what}: the body is over the limit of {max_bytes} bytes")
-    return bytes(body)
+    held = 0
+    try:
+        async for chunk in paced(request, what):
+            if len(body) + len(chunk) > max_bytes:
+                raise too_large
+            # reserved in steps as it arrives: the budget counts what is held, not what is declared
+            while held < len(body) + len(chunk):
+                json_bodies.take(_BUDGET_STEP, what)
+                held += _BUDGET_STEP
+            body += chunk
+        return bytes(body)
+    finally:
+        json_bodies.give(held)
