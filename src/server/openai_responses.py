@@ -6,8 +6,14 @@
                   compression_ratio, no_speech_prob), "words" (word, start, end), "usage"}``;
                   segments unless only ``word`` granularity was asked, words when it was
 ``diarized_json`` ``{"task", "duration", "text", "segments" (type, id, start, end, text,
-                  speaker), "usage"}``
+                  speaker), "usage"}``; speakers are OpenAI's labels ``A``, ``B``, ... in
+                  order of first speech, or the name of a known speaker whose voice matched
 ``text``, ``srt``, ``vtt``  plain text
+
+With ``include[]=logprobs``, ``json`` and ``verbose_json`` carry ``logprobs`` (``token``,
+``logprob``, ``bytes``: one entry per word, ``src.live.logprobs``), and so do the stream's deltas
+(the segment's words) and ``done``. With ``languages[]`` (or ``model=gpt-transcribe``), ``json``
+carries ``languages``: ``[{"code": <the language decoded>}]``, as ``gpt-transcribe`` answers.
 
 ``usage`` is ``{"type": "duration", "seconds": <whole seconds of audio>}``, as OpenAI bills
 ``whisper-1``. Two fields differ by necessity: ``seek`` is the segment's start in 10 ms frames
@@ -19,7 +25,9 @@ The stream (``stream=true``) is ``transcript.text.delta`` per decoded segment, t
 segment: id, start, end, text) and ``duration`` (the file's, so a client can show progress),
 and ``done`` carries the whole response of the asked ``response_format`` (segments with
 speakers and words come only there: both are settled once the whole file is decoded). Deltas
-are the text as decoded; ``done.text`` is final (custom vocabulary applied).
+are the text as decoded; ``done.text`` is final (custom vocabulary applied). With
+``diarized_json``, one ``transcript.text.segment`` per segment (speaker included) comes before
+``done``: speakers are known only once the whole file is decoded.
 """
 
 from __future__ import annotations
@@ -31,8 +39,11 @@ from typing import Any
 from src.engines.base import Segment, Transcript
 from src.formats import segment_dict, to_srt, to_vtt
 from src.languages import LANGUAGES
+from src.live.logprobs import segment_logprobs, word_logprobs
+from src.live.logprobs import wire as logprobs_wire
+from src.processor import JobResult, ProcessorEvent, SegmentDecoded
 from src.request import TranscribeOptions
-from src.server.openai_request import Granularity, ResponseFormat
+from src.server.openai_request import AudioRequest, Granularity, ResponseFormat
 
 _TIME = 3
 _PROB = 6
@@ -97,7 +108,28 @@ def verbose_json(
     return body
 
 
+def openai_speakers(segments: Sequence[Segment]) -> dict[str, str]:
+    """OpenAI's labels for the worker's: ``A``, ``B``, ... by first speech (``AA``, ``AB``, ...
+    past ``Z``); a known speaker's name (not ``SPEAKER_nn``) is kept."""
+    labels: dict[str, str] = {}
+    for segment in segments:
+        speaker = segment.speaker
+        if speaker is None or speaker in labels:
+            continue
+        if not speaker.startswith("SPEAKER_"):
+            labels[speaker] = speaker
+            continue
+        n = sum(1 for k in labels if k.startswith("SPEAKER_"))
+        labels[speaker] = _letters(n)
+    return labels
+
+
+def _letters(n: int) -> str:
+    return chr(ord("A") + n) if n < 26 else _letters(n // 26 - 1) + chr(ord("A") + n % 26)
+
+
 def diarized_json(transcript: Transcript) -> dict[str, Any]:
+    labels = openai_speakers(transcript.segments)
     return {
         "task": "transcribe",
         "duration": round(transcript.duration, _TIME),
@@ -109,7 +141,7 @@ def diarized_json(transcript: Transcript) -> dict[str, Any]:
                 "start": round(s.start, _TIME),
                 "end": round(s.end, _TIME),
                 "text": s.text.strip(),
-                "speaker": s.speaker or "A",
+                "speaker": labels.get(s.speaker, "A") if s.speaker else "A",
             }
             for i, s in enumerate(transcript.segments)
         ],
@@ -138,13 +170,53 @@ def response_body(
     return transcript.text + "\n"
 
 
-def delta_event(segment: Segment, duration: float, first: bool) -> dict[str, Any]:
-    return {
+def delta_event(
+    segment: Segment, duration: float, first: bool, *, logprobs: bool = False
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
         "type": "transcript.text.delta",
         "delta": segment.text.lstrip() if first else segment.text,
         "segment": segment_dict(segment),
         "duration": round(duration, _TIME),
     }
+    if logprobs:
+        event["logprobs"] = logprobs_wire(segment_logprobs(segment))
+    return event
+
+
+def openai_body(transcript: Transcript, parsed: AudioRequest) -> dict[str, Any] | str:
+    """``response_body`` with the OpenAI-only fields ``parsed`` asked for (``logprobs``,
+    ``languages``)."""
+    body = response_body(transcript, parsed.options, parsed.response_format, parsed.granularities)
+    if isinstance(body, dict) and parsed.response_format in ("json", "verbose_json"):
+        if parsed.logprobs:
+            body["logprobs"] = logprobs_wire(word_logprobs(transcript))
+        if parsed.response_format == "json" and (
+            parsed.languages or parsed.model == "gpt-transcribe"
+        ):
+            body["languages"] = [{"code": transcript.language}]
+        if "usage" in body:  # usage last, as OpenAI orders it
+            body["usage"] = body.pop("usage")
+    return body
+
+
+def segment_events(transcript: Transcript) -> list[dict[str, Any]]:
+    """``transcript.text.segment`` events: ``diarized_json``'s segments, one event each."""
+    return list(diarized_json(transcript)["segments"])
+
+
+def stream_events(
+    event: ProcessorEvent, parsed: AudioRequest, *, first: bool
+) -> list[dict[str, Any]]:
+    """The Server-Sent Events for one processor event of a ``stream=true`` request."""
+    if isinstance(event, SegmentDecoded):
+        return [delta_event(event.segment, event.duration, first, logprobs=parsed.logprobs)]
+    assert isinstance(event, JobResult)
+    events: list[dict[str, Any]] = []
+    if parsed.response_format == "diarized_json":
+        events += segment_events(event.transcript)
+    events.append(done_event(openai_body(event.transcript, parsed), event.transcript.text))
+    return events
 
 
 def done_event(body: dict[str, Any] | str, text: str) -> dict[str, Any]:
