@@ -35,6 +35,10 @@ from src.server.errors import BodyTooSlow, Busy, InvalidField, UploadTooLarge
 
 #: bounds on the form's text fields (a prompt, a custom vocabulary as JSON, ...)
 MAX_FIELD_BYTES = 256 * 1024
+#: fields allowed more: OpenAI's ``known_speaker_references[]`` (up to 4 data URLs of 2-10 s
+#: of audio in any format; 10 s of 48 kHz 16-bit WAV is about 1.3 MB as base64)
+LARGE_FIELDS = {"known_speaker_references[]": 2 * 1024 * 1024}
+LARGE_FIELDS_BYTES = 4 * 2 * 1024 * 1024
 MAX_FIELDS = 64
 MAX_HEADER_BYTES = 16 * 1024
 #: file data is written to disk in blocks of about this size, off the event loop
@@ -160,6 +164,8 @@ class _FormBuilder:
         self._header_bytes = 0
         self._disposition = b""
         self._name = ""
+        #: bytes of the ``LARGE_FIELDS`` so far (all of them together)
+        self._large_bytes = 0
         self._text: bytearray | None = None
         self._in_file = False
         self._fields = 0
@@ -235,10 +241,16 @@ class _FormBuilder:
             self.upload = UploadedFile(self.upload.path, self.upload.filename, size)
             self.pending += data[start:end]
         elif self._text is not None:
-            if len(self._text) + end - start > MAX_FIELD_BYTES:
-                raise InvalidField(
-                    f"the field is longer than {MAX_FIELD_BYTES} bytes", param=self._name
-                )
+            limit = LARGE_FIELDS.get(self._name, MAX_FIELD_BYTES)
+            if len(self._text) + end - start > limit:
+                raise InvalidField(f"the field is longer than {limit} bytes", param=self._name)
+            if self._name in LARGE_FIELDS:
+                self._large_bytes += end - start
+                if self._large_bytes > LARGE_FIELDS_BYTES:
+                    raise InvalidField(
+                        f"these fields hold more than {LARGE_FIELDS_BYTES} bytes together",
+                        param=self._name,
+                    )
             self._text += data[start:end]
 
     def on_part_end(self) -> None:
@@ -263,7 +275,8 @@ async def read_form(request: Request, workdir: Path, max_file_bytes: int) -> For
     if not boundary:
         raise InvalidField("the multipart/form-data Content-Type has no boundary")
     declared = _declared_length(request)
-    if declared is not None and declared > max_file_bytes + MAX_FIELDS * MAX_FIELD_BYTES:
+    fields_bytes = MAX_FIELDS * MAX_FIELD_BYTES + LARGE_FIELDS_BYTES
+    if declared is not None and declared > max_file_bytes + fields_bytes:
         raise _too_large(max_file_bytes)
 
     builder = _FormBuilder(workdir, max_file_bytes)
