@@ -109,11 +109,16 @@ export class LiveSession {
     const params = new URLSearchParams({ intent: "transcription" });
     // Browsers cannot set headers on a WebSocket. The key rides as the subprotocol the OpenAI
     // SDKs use in a browser ("openai-insecure-api-key.<key>" beside "realtime"), which keeps it
-    // out of URLs; a key with characters a subprotocol cannot hold goes as ?api_key= instead.
+    // out of URLs (the server takes no key in a query string: proxies log those).
     const key = currentKey();
     const protocols = ["realtime"];
     if (key && TOKEN.test(key)) protocols.push(`openai-insecure-api-key.${key}`);
-    else if (key) params.set("api_key", key);
+    else if (key) {
+      throw new ApiError(
+        "This API key has characters a WebSocket subprotocol cannot carry; live captions need a key of letters, digits and -._~ only.",
+        { status: 401 },
+      );
+    }
     try {
       this.ws = await openSocket(socketUrl(`/v1/realtime?${params}`), protocols);
     } catch (event) {
