@@ -29,6 +29,7 @@ The fields of OpenAI's 2026 reference (``openai`` SDK 3.5x, ``TranscriptionCreat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import types
@@ -41,7 +42,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from src.engines.base import VadParameters
 from src.request import TranscribeOptions
 from src.server.errors import InvalidField
-from src.server.uploads import Form, UploadedFile
+from src.server.uploads import Form, UploadedFile, parse_json
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 RESPONSE_FORMATS: tuple[str, ...] = get_args(ResponseFormat)
@@ -110,6 +111,8 @@ def _is_structured(annotation: Any) -> bool:
         return any(_is_structured(a) for a in get_args(annotation))
     if origin in (list, dict, tuple):
         return True
+    if dataclasses.is_dataclass(annotation):  # vad_parameters: the engines' VadParameters
+        return True
     return isinstance(annotation, type) and issubclass(annotation, (BaseModel, dict, list))
 
 
@@ -129,10 +132,7 @@ def _one(form: Form, name: str) -> str | None:
 
 def _json_value(name: str, raw: str) -> Any:
     if name in _STRUCTURED and raw.lstrip()[:1] in ("{", "["):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise InvalidField(f"expected JSON ({e.msg} at {e.pos})", param=name) from None
+        return parse_json(raw, param=_FORM_NAME.get(name, name))
     if name in _STRUCTURED and raw.strip() == "null":
         return None
     return raw
@@ -259,7 +259,7 @@ def _list(form: Form, name: str) -> list[str]:
         if raw.lstrip().startswith("["):
             try:
                 parsed = json.loads(raw)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise InvalidField("expected a JSON array of strings", param=f"{name}[]") from None
             if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
                 raise InvalidField("expected a JSON array of strings", param=f"{name}[]")
@@ -319,7 +319,7 @@ def _chunking_strategy(form: Form) -> dict[str, Any] | None:
     if raw is not None:
         try:
             given = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise InvalidField(
                 "expected 'auto' or a server_vad object as JSON", param=param
             ) from None

@@ -18,12 +18,13 @@ connection, a temp file or memory for longer than the pace allows.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -147,6 +148,42 @@ def _declared_length(request: Request) -> int | None:
 
 
 _BUDGET_STEP = 1024 * 1024
+#: how deep JSON from a request may nest (a job needs 4 levels)
+MAX_JSON_DEPTH = 32
+
+
+def parse_json(raw: str | bytes, param: str | None = None) -> Any:
+    """JSON from a request (a body or a form field), nested at most ``MAX_JSON_DEPTH`` deep;
+    anything else is ``InvalidField`` naming ``param``, whose message never quotes the input."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise InvalidField(f"expected JSON ({e.msg} at {e.pos})", param=param) from None
+    except UnicodeDecodeError:
+        raise InvalidField("expected JSON in UTF-8", param=param) from None
+    except RecursionError:
+        raise InvalidField(_too_deep(), param=param) from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise InvalidField(_too_deep(), param=param)
+    return value
+
+
+def _too_deep() -> str:
+    return f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` deep (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
 
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 
