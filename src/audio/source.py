@@ -231,6 +231,12 @@ class _Downloads:
 _downloads = _Downloads()
 
 
+def resume_downloads() -> None:
+    """Allow downloads again after :func:`abort_downloads` (a server started anew in the same
+    process, as tests do)."""
+    _downloads.aborted = False
+
+
 def abort_downloads() -> int:
     """End every download under way (each raises ``DownloadError``) and refuse new ones: for a
     process that is shutting down. Returns how many were under way."""

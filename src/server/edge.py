@@ -1,0 +1,149 @@
+"""What the HTTP mode refuses before a route sees a request: the server's own limits.
+
+``server_options()`` are the keyword arguments ``app.py`` gives ``uvicorn.Config``:
+
+* HTTP/1.1 by h11, whose request line and headers together may hold ``MAX_HEADER_BYTES``: a
+  longer head is refused with 431, and any request h11 cannot parse with 400, both as JSON in
+  OpenAI's error shape (``JsonH11Protocol``; uvicorn's own answers are plain text);
+* a head over that limit that arrives whole is refused by ``HeaderLimit`` (a middleware) with
+  the same 431;
+* WebSocket frames of at most ``MAX_FRAME_BYTES`` (one 15 MiB append as base64), and at most
+  ``WS_MAX_QUEUE`` frames buffered per socket, so a client that sends faster
+  than its session reads is slowed by TCP instead of filling memory.
+
+``PageFiles`` serves the web page and answers 405 (not 404) for a path that is an API route
+under another method (``GET /v1/audio/transcriptions``). ``abort_downloads_on_exit`` ends the
+downloads under way as soon as a shutdown begins, so a stalled URL cannot outlast the graceful
+shutdown and leave its job's temp directory behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import h11
+import uvicorn
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from src.audio.source import abort_downloads, resume_downloads
+from src.server.realtime_events import MAX_APPEND_BYTES
+
+logger = logging.getLogger(__name__)
+
+#: the request line and headers of one request, together
+MAX_HEADER_BYTES = 16 * 1024
+#: the largest WebSocket frame: one ``MAX_APPEND_BYTES`` append as base64, with its JSON around
+MAX_FRAME_BYTES = (MAX_APPEND_BYTES + 2) // 3 * 4 + 64 * 1024
+#: frames a socket may have received and not yet handed to its session (uvicorn's queue)
+WS_MAX_QUEUE = 2
+_HEADERS_TOO_LARGE = f"the request line and headers are over the limit of {MAX_HEADER_BYTES} bytes"
+
+
+def _error_body(message: str) -> bytes:
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    return json.dumps({"error": error}).encode()
+
+
+class JsonH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, its own refusals written as JSON errors in OpenAI's shape."""
+
+    def send_400_response(self, msg: str) -> None:
+        status, message = 400, "invalid HTTP request"
+        if len(self.conn.trailing_data[0]) > MAX_HEADER_BYTES:
+            status = 431
+            message = _HEADERS_TOO_LARGE
+        body = _error_body(message)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        reason = b"Request Header Fields Too Large" if status == 431 else b"Bad Request"
+        for event in (
+            h11.Response(status_code=status, headers=headers, reason=reason),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
+
+def server_options() -> dict[str, Any]:
+    """The ``uvicorn.Config`` arguments that set the limits above."""
+    return {
+        "http": JsonH11Protocol,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "ws_max_size": MAX_FRAME_BYTES,
+        "ws_max_queue": WS_MAX_QUEUE,
+    }
+
+
+class HeaderLimit:
+    """431 for a request whose path, query and headers together pass ``MAX_HEADER_BYTES``
+    (h11 bounds a head that arrives in pieces; one that arrives whole is measured here)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > MAX_HEADER_BYTES:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                response = Response(
+                    _error_body(_HEADERS_TOO_LARGE), status_code=431, media_type="application/json"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class PageFiles(StaticFiles):
+    """The page's static files; a miss on a path an API route serves with other methods is a
+    405 naming them in ``Allow``."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except HTTPException as e:
+            allowed = _methods_for(scope) if e.status_code == 404 else set()
+            if not allowed:
+                raise
+            raise HTTPException(
+                405, "method not allowed", headers={"Allow": ", ".join(sorted(allowed))}
+            ) from None
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _methods_for(scope: Scope) -> set[str]:
+    """The methods the app's routes (not the page's mount) serve at this request's path."""
+    routes = [r for r in getattr(scope.get("app"), "routes", ()) if not isinstance(r, Mount)]
+    methods: set[str] = set()
+    for method in _METHODS:
+        probe = {**scope, "type": "http", "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            methods.add(method)
+    return methods
+
+
+async def abort_downloads_on_exit(servers: Sequence[uvicorn.Server], poll: float = 0.2) -> None:
+    """Wait until any of ``servers`` begins to shut down, then end the downloads under way
+    (and refuse new ones). Run beside the servers; cancel it when they return."""
+    resume_downloads()
+    while not any(server.should_exit for server in servers):
+        await asyncio.sleep(poll)
+    await asyncio.to_thread(abort_downloads)
