@@ -60,6 +60,8 @@ def _metadata(result: JobResult) -> dict[str, Any]:
         "beam_size": decode.beam_size,
         "temperatures": list(decode.temperatures),
         "chunks": decode.chunks,
+        # the completeness check: stretches of speech no word covered, decoded again on their own
+        "regions_redecoded": decode.coverage.redecoded if decode.coverage else 0,
     }
     return metadata
 

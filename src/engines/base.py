@@ -12,7 +12,7 @@ consumer of that iterator. Closing it early stops the decode.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal, Protocol
 
 import numpy as np
@@ -118,6 +118,9 @@ class DecodeOptions:
     word_timestamps: bool = False
     vad_filter: bool = True
     vad: VadParameters = field(default_factory=VadParameters)
+    #: completeness (``coverage``): speech that no decoded word covers is decoded again on its
+    #: own; off only for live turns, which keep their own per-turn guarantee
+    fill_gaps: bool = True
 
     def beam(self, default: int = DEFAULT_BEAM_SIZE) -> int:
         """The job's beam width, or ``default`` when the job gave none."""
@@ -126,6 +129,27 @@ class DecodeOptions:
 
 #: the worker's decode defaults, read by the job model
 DECODE_DEFAULTS = DecodeOptions()
+
+
+@dataclass
+class CoverageStats:
+    """What the completeness check (``src.engines.coverage``) did in one decode; filled while
+    the decode's segments flow, final once they are all in."""
+
+    #: stretches of speech that no decoded word covered, decoded again on their own
+    redecoded: int = 0
+    #: of those, the ones that gave words (the rest the model called silence or noise)
+    filled: int = 0
+    #: seconds of speech in those stretches
+    seconds: float = 0.0
+
+
+def shifted(segment: Segment, offset: float) -> Segment:
+    """``segment`` (and its words) moved ``offset`` seconds later on the timeline."""
+    words = segment.words
+    if words is not None:
+        words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in words)
+    return replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,8 @@ class DecodeInfo:
     temperatures: tuple[float, ...]
     #: VAD-cut chunks of the batched path (None on the sequential path)
     chunks: int | None = None
+    #: the completeness check's count, filled while the segments flow (None when it is off)
+    coverage: CoverageStats | None = None
 
     def transcript(self, segments: tuple[Segment, ...]) -> Transcript:
         """This decode's transcript, once its segments are all in."""

@@ -47,7 +47,14 @@ import numpy as np
 from ctranslate2 import StorageView
 from faster_whisper.tokenizer import Tokenizer
 
-from src.engines.base import BATCHED_BEAM_SIZE, SAMPLE_RATE, DecodeOptions, Segment, Word
+from src.engines.base import (
+    BATCHED_BEAM_SIZE,
+    SAMPLE_RATE,
+    DecodeOptions,
+    Segment,
+    Word,
+    shifted,
+)
 from src.engines.chunk_checks import is_silence, median_words_per_second, suspicious
 from src.engines.chunks import Chunk, ChunkPlan, plan
 from src.engines.fw_internals import ModelInternals, compression_ratio
@@ -124,13 +131,6 @@ class BatchedStart:
     segments: Iterator[Segment]
 
 
-def _shift(segment: Segment, offset: float) -> Segment:
-    words = segment.words
-    if words is not None:
-        words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in words)
-    return replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
-
-
 class BatchedDecoder:
     """Decodes long audio in batches of windows, continues early stops, re-decodes bad chunks.
 
@@ -157,9 +157,12 @@ class BatchedDecoder:
         self.encode_batch = encode_batch
         self.last_stats = BatchStats()
 
-    def start(self, audio: np.ndarray, options: DecodeOptions) -> BatchedStart:
-        """Plan the chunks and settle the language now; decode as the segments are pulled."""
-        chunk_plan = plan(audio, options.vad)
+    def start(
+        self, audio: np.ndarray, options: DecodeOptions, probabilities: np.ndarray | None = None
+    ) -> BatchedStart:
+        """Plan the chunks and settle the language now; decode as the segments are pulled.
+        ``probabilities``: the audio's VAD scores when already computed."""
+        chunk_plan = plan(audio, options.vad, probabilities=probabilities)
         stats = BatchStats(chunks=len(chunk_plan.chunks))
         self.last_stats = stats
         if not chunk_plan.chunks:
@@ -262,7 +265,7 @@ class BatchedDecoder:
             first, last = int(chunk.start * SAMPLE_RATE), int(chunk.end * SAMPLE_RATE)
             pinned = replace(options, language=language)
             again = self._sequential(job.audio[first:last], pinned, language)
-            return [_shift(s, chunk.start) for s in again]
+            return [shifted(s, chunk.start) for s in again]
         out = []
         for segment in segments:
             for part in split_sentences(segment):

@@ -49,14 +49,25 @@ def _speech(regions: list[tuple[float, float]], start: float, end: float) -> flo
     return sum(max(0.0, min(e, end) - max(s, start)) for s, e in regions)
 
 
-def plan(audio: np.ndarray, vad: VadParameters, max_seconds: float = CHUNK_SECONDS) -> ChunkPlan:
+def plan(
+    audio: np.ndarray,
+    vad: VadParameters,
+    max_seconds: float = CHUNK_SECONDS,
+    probabilities: np.ndarray | None = None,
+) -> ChunkPlan:
     """Speech regions of ``audio``, joined while each chunk spans at most ``max_seconds``.
 
     Regions longer than a window are split by Silero at its longest inner pause (or hard at the
     window's end when there is none), as faster-whisper does for its own batched mode.
     """
     # a little under the window, so that padding never pushes a region past it
-    found = speech_regions(audio, vad, SAMPLE_RATE, max_speech_duration_s=max_seconds - 0.5)
+    found = speech_regions(
+        audio,
+        vad,
+        SAMPLE_RATE,
+        max_speech_duration_s=max_seconds - 0.5,
+        probabilities=probabilities,
+    )
     total = audio.size / SAMPLE_RATE
     regions = [(max(0.0, s), min(total, e)) for s, e in found if min(total, e) > max(0.0, s)]
     chunks: list[Chunk] = []

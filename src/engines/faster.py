@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
+from faster_whisper.transcribe import restore_speech_timestamps
+from faster_whisper.vad import collect_chunks
 
 from src.engines.base import (
     BATCHED_BEAM_SIZE,
@@ -31,11 +33,18 @@ from src.engines.base import (
     Transcript,
     VadParameters,
     Word,
+    shifted,
 )
 from src.engines.batched import BatchedDecoder
 from src.engines.capabilities import check_capability
+from src.engines.coverage import complete, with_words
 from src.engines.fw_internals import ModelInternals
-from src.engines.vad import speech_regions, vad_options
+from src.engines.vad import (
+    regions_from_probabilities,
+    speech_probabilities,
+    speech_regions,
+    vad_options,
+)
 from src.errors import ModelError, model_error
 
 logger = logging.getLogger(__name__)
@@ -148,22 +157,52 @@ class FasterWhisperEngine:
         """Batched for long audio (``uses_batched``), else faster-whisper's sequential decoder;
         either way the segments come lazily, each as soon as it is final."""
         check_capability(self._info, options.task, options.language)
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        # the drift-free VAD scores, once: for the decode's own regions and the coverage check
+        scores = speech_probabilities(audio) if options.vad_filter or options.fill_gaps else None
+        inner = with_words(options)
         if not self.uses_batched(audio, options):
-            return self.decode_sequential(audio, options)
-        try:
-            started = self._batched.start(audio, options)
-        except Exception as e:
-            raise model_error(e) from e
-        info = DecodeInfo(
-            language=started.language,
-            language_probability=started.language_probability,
-            duration=len(audio) / SAMPLE_RATE,
-            path="batched",
-            beam_size=options.beam(BATCHED_BEAM_SIZE),
-            temperatures=options.temperatures,
-            chunks=started.chunks,
+            decoding = self.decode_sequential(audio, inner, scores)
+        else:
+            try:
+                started = self._batched.start(audio, inner, scores)
+            except Exception as e:
+                raise model_error(e) from e
+            info = DecodeInfo(
+                language=started.language,
+                language_probability=started.language_probability,
+                duration=len(audio) / SAMPLE_RATE,
+                path="batched",
+                beam_size=options.beam(BATCHED_BEAM_SIZE),
+                temperatures=options.temperatures,
+                chunks=started.chunks,
+            )
+            decoding = Decoding(info, _guarded(started.segments, lambda s: s))
+        if scores is None or not options.fill_gaps:
+            return decoding
+        language = decoding.info.language
+
+        def redecode(start: float, end: float) -> list[Segment]:
+            return self._decode_span(audio, start, end, options, language)
+
+        return complete(decoding, scores, len(audio), redecode, options)
+
+    def _decode_span(
+        self, audio: np.ndarray, start: float, end: float, options: DecodeOptions, language: str
+    ) -> list[Segment]:
+        """A stretch of the file decoded on its own (the coverage check's re-decode): the
+        file's language, no VAD, no prompt, with word timings, on the file's timeline."""
+        piece = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        alone = replace(
+            options,
+            language=language,
+            vad_filter=False,
+            word_timestamps=True,
+            initial_prompt=None,
+            condition_on_previous_text=False,
+            fill_gaps=False,
         )
-        return Decoding(info, _guarded(started.segments, lambda s: s))
+        return [shifted(s, start) for s in self.decode_sequential(piece, alone).segments]
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
         return self.decode(audio, options).collect()
@@ -177,11 +216,24 @@ class FasterWhisperEngine:
         )
         return list(decoding.segments)
 
-    def decode_sequential(self, audio: np.ndarray, options: DecodeOptions) -> Decoding:
-        """faster-whisper's own sequential decoder, one 30 s window after another."""
+    def decode_sequential(
+        self, audio: np.ndarray, options: DecodeOptions, scores: np.ndarray | None = None
+    ) -> Decoding:
+        """faster-whisper's own sequential decoder, one 30 s window after another.
+
+        With ``vad_filter`` the speech regions are the drift-free VAD's (``scores``, computed
+        here when not given); as faster-whisper does with its own, the silence between them is
+        cut out before decoding and every time is mapped back onto the original timeline."""
+        speech: list[dict[str, int]] | None = None
+        samples = audio
+        if options.vad_filter:
+            scores = speech_probabilities(audio) if scores is None else scores
+            found = regions_from_probabilities(scores, vad_options(options.vad), len(audio))
+            speech = [{"start": start, "end": end} for start, end in found]
+            samples = np.concatenate(collect_chunks(audio, speech)[0])
         try:
             generator, fw_info = self._model.transcribe(
-                audio,
+                samples,
                 language=options.language,
                 task=options.task,
                 beam_size=options.beam(),
@@ -196,11 +248,12 @@ class FasterWhisperEngine:
                 initial_prompt=options.initial_prompt,
                 hotwords=options.hotwords,
                 word_timestamps=options.word_timestamps,
-                vad_filter=options.vad_filter,
-                vad_parameters=vad_options(options.vad),
+                vad_filter=False,
             )
         except Exception as e:
             raise model_error(e) from e
+        if speech is not None:
+            generator = restore_speech_timestamps(generator, speech, SAMPLE_RATE)
         info = DecodeInfo(
             language=fw_info.language,
             language_probability=float(fw_info.language_probability),

@@ -44,7 +44,8 @@ from src.engines.base import (
     Word,
 )
 from src.engines.capabilities import check_capability
-from src.engines.vad import join_regions, speech_regions
+from src.engines.coverage import complete, with_words
+from src.engines.vad import join_regions, speech_probabilities, speech_regions
 from src.errors import ModelError, UnsupportedOption, model_error
 
 logger = logging.getLogger(__name__)
@@ -182,10 +183,12 @@ class OpenAIWhisperEngine:
 
         regions: list[tuple[float, float]] | None = None
         clips: list[tuple[float, float]] | None = None
+        # the drift-free VAD scores, once: for the clips and the coverage check
+        scores = speech_probabilities(audio) if options.vad_filter or options.fill_gaps else None
         if options.vad_filter:
             # a stretch of speech longer than a window is split at its longest pause (as the
             # batched path plans its chunks), so that every clip is one window and yields alone
-            regions = speech_regions(audio, options.vad, SAMPLE_RATE, _MAX_REGION_S)
+            regions = speech_regions(audio, options.vad, SAMPLE_RATE, _MAX_REGION_S, scores)
             clips = decode_clips(regions, len(audio))
         language, probability = self._known_language(options)
         if audio.size == 0 or clips == []:
@@ -198,7 +201,8 @@ class OpenAIWhisperEngine:
                         language, probability = self._detect_language(audio, regions)
                 except Exception as e:
                     raise model_error(e, "language detection") from e
-            segments = self._clip_segments(audio, options, language, clips, duration)
+            inner = with_words(options)
+            segments = self._clip_segments(audio, inner, language, clips, duration)
         info = DecodeInfo(
             language=language or "en",
             language_probability=probability,
@@ -207,7 +211,25 @@ class OpenAIWhisperEngine:
             beam_size=options.beam(),
             temperatures=options.temperatures,
         )
-        return Decoding(info, segments)
+        decoding = Decoding(info, segments)
+        if scores is None or not options.fill_gaps or audio.size == 0:
+            return decoding
+        known = info.language
+
+        def redecode(start: float, end: float) -> list[Segment]:
+            alone = replace(
+                options,
+                word_timestamps=True,
+                initial_prompt=None,
+                condition_on_previous_text=False,
+                fill_gaps=False,
+            )
+            clip = decode_clips([(start, end)], len(audio))
+            if not clip or clip[0][1] <= clip[0][0]:
+                return []
+            return list(self._decode_clip(audio, alone, known, clip[0], duration))
+
+        return complete(decoding, scores, len(audio), redecode, options)
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
         return self.decode(audio, options).collect()

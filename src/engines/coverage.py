@@ -1,0 +1,249 @@
+"""Completeness: speech the VAD hears that no aligned word covers is decoded again on its own.
+
+Whisper loses whole sentences in speech with several speakers and pauses: a window holding
+several utterances comes back with one left out (the text ends early, or the timestamps jump
+past a change of speaker), and nothing in its output says so. Every engine path is therefore
+decoded with word timings, and its segments pass through ``CoverageFill`` on their way out:
+
+1. The speech regions are found once per file by the drift-free VAD (``vad.speech_regions``),
+   cut finer than the decode's own regions (``COVERAGE_VAD``: short pauses separate them).
+2. Each word covers its own time plus ``WORD_MARGIN_S`` either side. Speech of a region that
+   no word covers, ``MIN_GAP_S`` or more of it, is a gap.
+3. A gap is decoded again on its own (``Redecode``: the engine's plain decoder on the gap's
+   audio with ``PAD_S`` either side, the file's language, no prompt) and only the words whose
+   middle falls inside the gap are kept: words the padding brought in from neighbours were
+   already transcribed, so no text is ever written twice. A re-decode the model calls silence
+   (the decoder's own no-speech rule) or that is repetitive adds nothing: noise the VAD took for
+   speech does not become words.
+4. The kept words become segments, cut at sentence ends, spliced in on the original timeline:
+   a segment whose words jump over a gap is split there, and segments still come out in
+   timeline order, each as soon as the gaps before it are filled (one segment late at most).
+
+``CoverageStats.redecoded`` counts the gaps decoded again; the job's ``metadata.decode``
+reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from src.engines.base import (
+    SAMPLE_RATE,
+    CoverageStats,
+    DecodeOptions,
+    Decoding,
+    Segment,
+    VadParameters,
+    Word,
+)
+from src.engines.fw_internals import compression_ratio
+from src.engines.sentences import split_sentences
+from src.engines.vad import regions_from_probabilities, vad_options
+
+logger = logging.getLogger(__name__)
+
+#: the regions coverage is checked against: finer than a decode's own (pauses of 0.3 s cut)
+COVERAGE_VAD = VadParameters(threshold=0.5, min_silence_duration_ms=300, speech_pad_ms=100)
+#: a word covers its own span and this much either side (word timings are approximate)
+WORD_MARGIN_S = 0.3
+#: uncovered speech shorter than this is not decoded again (a breath, a click, a word's tail)
+MIN_GAP_S = 0.6
+#: audio decoded either side of a gap, so its first and last words are heard whole
+PAD_S = 0.4
+#: a word longer than this covers only this much of its span (from its start): an aligned word
+#: stretched over a pause must not hide the speech after it
+MAX_WORD_S = 2.0
+
+#: decodes a stretch of the file on its own: (start, end) seconds -> segments with words, on
+#: the file's timeline
+Redecode = Callable[[float, float], list[Segment]]
+
+
+def uncovered(
+    regions: list[tuple[float, float]],
+    spans: list[tuple[float, float]],
+    start: float,
+    end: float,
+) -> list[tuple[float, float]]:
+    """The parts of ``regions`` between ``start`` and ``end`` that no span (sorted by start,
+    each already widened by its margin) overlaps, at least ``MIN_GAP_S`` long."""
+    gaps = []
+    for r_start, r_end in regions:
+        lo, hi = max(r_start, start), min(r_end, end)
+        if hi - lo < MIN_GAP_S:
+            continue
+        at = lo
+        for s_start, s_end in spans:
+            if s_end <= at:
+                continue
+            if s_start >= hi:
+                break
+            if s_start - at >= MIN_GAP_S:
+                gaps.append((at, s_start))
+            at = max(at, s_end)
+            if at >= hi:
+                break
+        if hi - at >= MIN_GAP_S:
+            gaps.append((at, hi))
+    return gaps
+
+
+def word_span(word: Word) -> tuple[float, float]:
+    """The time a word covers: its aligned span, at most ``MAX_WORD_S`` of it, with margins."""
+    end = min(word.end, word.start + MAX_WORD_S)
+    return word.start - WORD_MARGIN_S, end + WORD_MARGIN_S
+
+
+class CoverageFill:
+    """Fills the gaps of one decode's segments (see the module docstring)."""
+
+    def __init__(
+        self,
+        regions: list[tuple[float, float]],
+        redecode: Redecode,
+        options: DecodeOptions,
+        stats: CoverageStats,
+        duration: float,
+    ) -> None:
+        self._regions = regions
+        self._redecode = redecode
+        self._options = options
+        self.stats = stats
+        self._duration = duration
+
+    def run(self, segments: Iterator[Segment]) -> Iterator[Segment]:
+        """``segments`` (with words, in timeline order) with the gaps before, between and after
+        them filled; words dropped again unless the job asked for them; ids renumbered."""
+        next_id = 0
+        checked = 0.0  # coverage is settled up to here
+        try:
+            for segment in segments:
+                for part in self._filled(segment, checked):
+                    yield self._out(part, next_id)
+                    next_id += 1
+                if segment.words:
+                    checked = max(checked, word_span(segment.words[-1])[1])
+                else:  # no words to go by: its whole span counts as read
+                    checked = max(checked, segment.end)
+            for part in self._gap_segments(self._gaps([], checked, self._duration)):
+                yield self._out(part, next_id)
+                next_id += 1
+        finally:
+            close = getattr(segments, "close", None)
+            if close is not None:
+                close()
+
+    def _out(self, segment: Segment, index: int) -> Segment:
+        words = segment.words if self._options.word_timestamps else None
+        return replace(segment, id=index, words=words)
+
+    def _filled(self, segment: Segment, checked: float) -> list[Segment]:
+        """The segment, split where its words jump over a gap, with the gaps' segments (and
+        those of any gap between the last segment and this one) in timeline order."""
+        words = segment.words
+        if not words:
+            return [segment]
+        parts: list[list[Word]] = [[]]
+        out: list[Segment] = []
+        at = checked
+        for word in words:
+            span = word_span(word)
+            gaps = self._gaps([], at, span[0])
+            if gaps:
+                if parts[-1]:
+                    out.append(_from_words(segment, parts[-1]))
+                    parts.append([])
+                out.extend(self._gap_segments(gaps))
+            parts[-1].append(word)
+            at = max(at, span[1])
+        if parts[-1]:
+            piece = parts[-1]
+            out.append(segment if len(piece) == len(words) else _from_words(segment, piece))
+        return out
+
+    def _gaps(
+        self, spans: list[tuple[float, float]], start: float, end: float
+    ) -> list[tuple[float, float]]:
+        return uncovered(self._regions, spans, start, end) if end > start else []
+
+    def _gap_segments(self, gaps: list[tuple[float, float]]) -> list[Segment]:
+        out: list[Segment] = []
+        for start, end in gaps:
+            self.stats.redecoded += 1
+            self.stats.seconds += end - start
+            found = self._decode_gap(start, end)
+            if found:
+                self.stats.filled += 1
+            out.extend(found)
+        return out
+
+    def _decode_gap(self, start: float, end: float) -> list[Segment]:
+        """The gap decoded on its own; only its own words kept, as sentence segments."""
+        lo, hi = max(0.0, start - PAD_S), min(self._duration, end + PAD_S)
+        segments = self._redecode(lo, hi)
+        out: list[Segment] = []
+        for segment in segments:
+            if self._rejected(segment):
+                continue
+            kept = [w for w in segment.words or () if start <= (w.start + w.end) / 2 < end]
+            if kept:
+                out.extend(split_sentences(_from_words(segment, kept)))
+        return out
+
+    def _rejected(self, segment: Segment) -> bool:
+        """The decoder's own rules for text not to trust: silence, or a repetitive loop."""
+        options = self._options
+        threshold = options.compression_ratio_threshold
+        if threshold is not None and segment.compression_ratio > threshold:
+            return True
+        if options.no_speech_threshold is None or segment.no_speech_prob <= (
+            options.no_speech_threshold
+        ):
+            return False
+        return options.log_prob_threshold is None or segment.avg_logprob < (
+            options.log_prob_threshold
+        )
+
+
+def _from_words(segment: Segment, words: list[Word]) -> Segment:
+    """A segment of some of ``segment``'s words: its text, start and end from them."""
+    text = "".join(w.word for w in words)
+    return replace(
+        segment,
+        start=words[0].start,
+        end=words[-1].end,
+        text=text,
+        words=tuple(words),
+        compression_ratio=compression_ratio(text) if text.strip() else segment.compression_ratio,
+    )
+
+
+def complete(
+    decoding: Decoding,
+    probabilities: np.ndarray,
+    num_samples: int,
+    redecode: Redecode,
+    options: DecodeOptions,
+) -> Decoding:
+    """``decoding`` (decoded with word timings) with its gaps filled as its segments flow; the
+    count goes to its info's ``coverage``. ``probabilities`` are the file's drift-free VAD scores
+    (``vad.speech_probabilities``)."""
+    regions = [
+        (start / SAMPLE_RATE, end / SAMPLE_RATE)
+        for start, end in regions_from_probabilities(
+            probabilities, vad_options(COVERAGE_VAD), num_samples
+        )
+    ]
+    stats = CoverageStats()
+    fill = CoverageFill(regions, redecode, options, stats, num_samples / SAMPLE_RATE)
+    return Decoding(replace(decoding.info, coverage=stats), fill.run(decoding.segments))
+
+
+def with_words(options: DecodeOptions) -> DecodeOptions:
+    """The options a decode runs with when its gaps are to be filled: word timings on (the
+    check needs them; ``CoverageFill`` drops them again unless the job asked)."""
+    return replace(options, word_timestamps=True) if options.fill_gaps else options

@@ -1,0 +1,108 @@
+"""The completeness check's splicing (``src.engines.coverage``) on made-up segments.
+
+The model is not what is tested here: the re-decode is a function returning words at known
+times, so the rules (what is a gap, which words are kept, where they go, nothing twice) can be
+checked exactly. The real model on real conversations is in tests/test_completeness.py.
+"""
+
+from __future__ import annotations
+
+from src.engines.base import CoverageStats, DecodeOptions, Segment, Word
+from src.engines.coverage import MIN_GAP_S, CoverageFill, uncovered
+
+
+def words(*timed: tuple[str, float, float]) -> tuple[Word, ...]:
+    return tuple(Word(start=s, end=e, word=f" {w}", probability=0.9) for w, s, e in timed)
+
+
+def segment(*timed: tuple[str, float, float], no_speech: float = 0.01) -> Segment:
+    ws = words(*timed)
+    return Segment(
+        id=0,
+        start=ws[0].start,
+        end=ws[-1].end,
+        text="".join(w.word for w in ws),
+        avg_logprob=-0.2,
+        no_speech_prob=no_speech,
+        compression_ratio=1.2,
+        words=ws,
+    )
+
+
+def run(
+    regions: list[tuple[float, float]],
+    decoded: list[Segment],
+    redecoded: dict[tuple[float, float], list[Segment]] | None = None,
+    word_timestamps: bool = True,
+    duration: float = 30.0,
+) -> tuple[list[Segment], CoverageStats, list[tuple[float, float]]]:
+    asked: list[tuple[float, float]] = []
+
+    def redecode(start: float, end: float) -> list[Segment]:
+        asked.append((start, end))
+        for (lo, hi), found in (redecoded or {}).items():
+            if start <= lo and hi <= end:
+                return found
+        return []
+
+    stats = CoverageStats()
+    options = DecodeOptions(word_timestamps=word_timestamps)
+    fill = CoverageFill(regions, redecode, options, stats, duration)
+    return list(fill.run(iter(decoded))), stats, asked
+
+
+def test_uncovered_finds_speech_no_word_covers() -> None:
+    regions = [(0.0, 4.0), (5.0, 9.0)]
+    spans = [(0.0, 4.2), (5.0, 6.0)]
+    assert uncovered(regions, spans, 0.0, 10.0) == [(6.0, 9.0)]
+    # shorter than MIN_GAP_S: a word's tail, not a missing sentence
+    assert uncovered([(0.0, 1.0 + MIN_GAP_S / 2)], [(0.0, 1.0)], 0.0, 10.0) == []
+
+
+def test_a_skipped_middle_sentence_is_spliced_in_order() -> None:
+    first = segment(("one", 0.5, 1.0), ("two", 1.1, 2.0), ("three.", 9.0, 9.5))
+    middle = segment(("four", 4.0, 4.5), ("five.", 4.6, 5.5))
+    out, stats, asked = run([(0.4, 2.1), (3.9, 5.6), (8.9, 9.6)], [first], {(4.0, 5.5): [middle]})
+    assert [s.text for s in out] == [" one two", " four five.", " three."]
+    assert [s.id for s in out] == [0, 1, 2]
+    starts = [s.start for s in out]
+    assert starts == sorted(starts)
+    assert out[0].end <= out[1].start  # the first part no longer stretches over the gap
+    assert stats.redecoded == 1 and stats.filled == 1
+    assert len(asked) == 1
+
+
+def test_words_the_padding_brought_in_are_not_written_twice() -> None:
+    decoded = [segment(("hello", 0.5, 1.0), ("there.", 1.1, 1.6)), segment(("end.", 8.0, 8.5))]
+    # the re-decode hears the neighbours' words too: only the gap's own words are kept
+    again = segment(
+        ("there.", 1.1, 1.6), ("lost", 3.0, 3.5), ("words.", 3.6, 4.2), ("end", 8.0, 8.5)
+    )
+    out, stats, _ = run([(0.4, 1.7), (2.9, 4.3), (7.9, 8.6)], decoded, {(3.0, 4.2): [again]})
+    text = "".join(s.text for s in out)
+    assert text == " hello there. lost words. end."
+    assert stats.filled == 1
+
+
+def test_a_redecode_the_model_calls_silence_adds_nothing() -> None:
+    decoded = [segment(("hello.", 0.5, 1.0))]
+    noise = segment(("Thank", 5.0, 5.5), ("you.", 5.6, 6.0), no_speech=0.95)
+    noise = Segment(**{**noise.__dict__, "avg_logprob": -1.5})
+    out, stats, _ = run([(0.4, 1.1), (4.9, 6.1)], decoded, {(5.0, 6.0): [noise]})
+    assert [s.text for s in out] == [" hello."]
+    assert stats.redecoded == 1 and stats.filled == 0
+
+
+def test_speech_after_the_last_segment_is_filled_and_words_dropped_when_not_asked() -> None:
+    decoded = [segment(("start.", 0.5, 1.0))]
+    tail = segment(("the", 20.0, 20.3), ("tail.", 20.4, 21.0))
+    out, _, _ = run([(0.4, 1.1), (19.9, 21.1)], decoded, {(20.0, 21.0): [tail]}, False)
+    assert [s.text for s in out] == [" start.", " the tail."]
+    assert all(s.words is None for s in out)
+
+
+def test_covered_speech_is_never_decoded_again() -> None:
+    decoded = [segment(("a", 0.5, 1.0), ("b", 1.2, 2.0)), segment(("c.", 2.5, 3.5))]
+    out, stats, asked = run([(0.4, 3.6)], decoded)
+    assert asked == [] and stats.redecoded == 0
+    assert [s.text for s in out] == [" a b", " c."]
