@@ -481,6 +481,7 @@ class LiveSession:
                 hotwords=config.hotwords,
                 condition_on_previous_text=False,
                 vad_filter=False,
+                fill_gaps=False,  # a partial: speed over completeness
             )
         return DecodeOptions(
             language=config.language,
@@ -489,6 +490,8 @@ class LiveSession:
             hotwords=config.hotwords,
             word_timestamps=config.logprobs,
             vad_filter=turn.vad_filter,
+            # one turn, cut by the live VAD: the policy's own guarantee, no coverage re-decode
+            fill_gaps=False,
         )
 
 
