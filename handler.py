@@ -6,20 +6,28 @@
     STREAM_SEGMENTS=true python handler.py  the streaming worker (segments via /stream)
     WORKER_MODE=http python handler.py      the HTTP server (OpenAI-compatible API, page, live)
 
-This file stays thin: the request model, the processor and the response shapes live in ``src/``.
-Every way of running a queue job consumes one stream of events (``src.jobs.job_events``):
+This file stays thin: the request model, the model service and the response shapes live in
+``src/``. Every way of running a queue job consumes one stream of events (``src.jobs``):
 ``handler`` keeps the output (and reports progress on RunPod), ``stream_handler`` yields
 ``/stream`` items, ``job_updates`` yields progress reports and the output (the local endpoint).
 It is the only place where exceptions become RunPod's ``{"error": "..."}``.
+
+On RunPod the worker holds ``MAX_CONCURRENT_JOBS`` jobs at once (the SDK's
+``concurrency_modifier``) through the async twins ``concurrent_handler`` and
+``concurrent_stream_handler``: each job's blocking pipeline runs in worker threads, so one job
+downloads and runs ffmpeg while the model decodes another's step (the model service's gate takes
+one step at a time). A job the platform stops (cancel, timeout) is cancelled there: its decode
+stops at its next step and its temp directory goes.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from typing import Any
 
 # The RunPod SDK logs every job's whole output (the transcript) at DEBUG, and DEBUG is its
@@ -27,7 +35,7 @@ from typing import Any
 # the SDK's DEBUG lines when someone sets RUNPOD_LOG_LEVEL=DEBUG (src/logging_setup.py).
 os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
-from src.config import Settings
+from src.config import Environment, Settings
 from src.errors import WorkerError
 from src.formats import segment_dict
 from src.jobs import JobEvent, JobOutput, SegmentEvent, job_events
@@ -35,14 +43,23 @@ from src.logging_setup import configure_logging, quiet_runpod_sdk
 from src.processor import WhisperProcessor
 from src.progress import ProgressTracker
 from src.request import parse_request
+from src.service.threads import iterate_in_thread
 
 logger = logging.getLogger("handler")
 
 
-@functools.cache
+_processor: WhisperProcessor | None = None
+_loading = threading.Lock()
+
+
 def get_processor() -> WhisperProcessor:
-    """The process-wide processor: the model is loaded (and warmed up) on first use only."""
-    return WhisperProcessor.from_settings(Settings.from_env())
+    """The process-wide model service: loaded (and warmed up) on first use only, once even
+    when several jobs ask at the same time."""
+    global _processor
+    with _loading:
+        if _processor is None:
+            _processor = WhisperProcessor.from_settings(Settings.from_env())
+        return _processor
 
 
 def _short_id(job: dict[str, Any]) -> str:
@@ -81,20 +98,40 @@ def job_updates(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {"output": event.output}
 
 
-def handler(job: dict[str, Any]) -> dict[str, Any]:
-    """Transcribe one RunPod job; returns the output, or ``{"error": message}``.
+class _Outcome:
+    """One job's events as RunPod wants them: progress reports on the way, the output last."""
 
-    On RunPod each progress report moves the job's progress in ``/status``.
-    """
-    report = _runpod_progress(job)
-    output: dict[str, Any] = {}
-    for update in job_updates(job):
-        if "progress" in update:
-            if report is not None:
-                report(update["progress"])
-        else:
-            output = update["output"]
-    return output
+    def __init__(self, job: dict[str, Any]) -> None:
+        self._report = _runpod_progress(job)
+        self._tracker = ProgressTracker()
+        self.output: dict[str, Any] = {}
+
+    def take(self, event: JobEvent) -> None:
+        if isinstance(event, JobOutput):
+            self.output = event.output
+            return
+        report = self._tracker.update(event)
+        if report is not None and self._report is not None:
+            self._report(report)
+
+
+def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """Transcribe one RunPod job in the calling thread; returns the output, or
+    ``{"error": message}``. On RunPod each progress report moves the job's ``/status``."""
+    outcome = _Outcome(job)
+    for event in _events(job):
+        outcome.take(event)
+    return outcome.output
+
+
+async def concurrent_handler(job: dict[str, Any]) -> dict[str, Any]:
+    """``handler`` for a worker that holds several jobs at once: the job's pipeline runs in
+    worker threads; cancelling the task stops its decode at the next step."""
+    outcome = _Outcome(job)
+    async with aclosing(iterate_in_thread(_events(job))) as events:
+        async for event in events:
+            outcome.take(event)
+    return outcome.output
 
 
 def _runpod_progress(job: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
@@ -122,18 +159,29 @@ def stream_handler(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     one holds the same result as the one-shot handler's.
     """
     for event in _events(job):
-        if isinstance(event, SegmentEvent):
-            yield {"type": "segment", "file": event.file, "segment": segment_dict(event.segment)}
-        elif "error" in event.output:
-            yield {"error": event.output["error"]}
-        else:
-            yield {"type": "result", "output": event.output}
+        yield _stream_item(event)
+
+
+async def concurrent_stream_handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """``stream_handler`` for a worker that holds several jobs at once."""
+    async with aclosing(iterate_in_thread(_events(job))) as events:
+        async for event in events:
+            yield _stream_item(event)
+
+
+def _stream_item(event: JobEvent) -> dict[str, Any]:
+    if isinstance(event, SegmentEvent):
+        return {"type": "segment", "file": event.file, "segment": segment_dict(event.segment)}
+    if "error" in event.output:
+        return {"error": event.output["error"]}
+    return {"type": "result", "output": event.output}
 
 
 def main() -> None:
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    env = Environment.read()  # a malformed variable stops start-up here, named
+    configure_logging(env.log_level)
     quiet_runpod_sdk()
-    if os.environ.get("WORKER_MODE", "queue").strip().lower() == "http":
+    if env.worker_mode == "http":
         from src.server.app import serve
 
         serve()
@@ -141,14 +189,19 @@ def main() -> None:
     import runpod
 
     get_processor()  # load the model before taking jobs, not inside the first one
-    if _streaming():
-        runpod.serverless.start({"handler": stream_handler, "return_aggregate_stream": True})
+    runpod.serverless.start(worker_config(Settings.of(env)))
+
+
+def worker_config(settings: Settings) -> dict[str, Any]:
+    """What ``runpod.serverless.start`` gets: the async handler (streaming or not) and
+    ``MAX_CONCURRENT_JOBS`` as the SDK's concurrency."""
+    jobs = settings.max_concurrent_jobs
+    config: dict[str, Any] = {"concurrency_modifier": lambda _current: jobs}
+    if settings.stream_segments:
+        config.update(handler=concurrent_stream_handler, return_aggregate_stream=True)
     else:
-        runpod.serverless.start({"handler": handler})
-
-
-def _streaming() -> bool:
-    return os.environ.get("STREAM_SEGMENTS", "").strip().lower() in ("1", "true", "yes", "on")
+        config["handler"] = concurrent_handler
+    return config
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 ``job_events`` is the queue door's pipeline: a ``SegmentEvent`` for each segment as soon as it is
 final (with where it stands among the job's files), then one ``JobOutput`` holding the job's
-output dict. ``run_job`` keeps only the output; ``handler.py`` turns the events into progress
-reports or ``/stream`` items. A several-files job (``audios``) never fails as a whole for one bad
+output dict. ``handler.py`` turns the events into progress reports or ``/stream`` items, the
+native HTTP route into its reply or Server-Sent Events. A several-files job (``audios``) never fails as a whole for one bad
 file: that file's entry carries its error and the others their results; the files share one
 download budget (``MAX_DOWNLOAD_BYTES``).
 """
@@ -61,15 +61,6 @@ def job_events(processor: WhisperProcessor, job: Job, *, job_id: str = "-") -> I
         else:
             output = event[0]
     yield JobOutput(output)
-
-
-def run_job(processor: WhisperProcessor, job: Job, *, job_id: str = "-") -> dict[str, Any]:
-    """The job's output dict alone. Raises ``WorkerError`` for a one-file job that fails."""
-    output: dict[str, Any] = {}
-    for event in job_events(processor, job, job_id=job_id):
-        if isinstance(event, JobOutput):
-            output = event.output
-    return output
 
 
 def _one(

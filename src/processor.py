@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,8 +47,9 @@ from src.engines.base import (
 )
 from src.engines.capabilities import check_capability
 from src.errors import AudioError, ModelError, OutOfMemory, TooLarge, is_out_of_memory
-from src.model_gate import ModelGate, Priority
-from src.request import TranscribeOptions, TranscriptionRequest
+from src.request import TranscribeOptions
+from src.service.budget import AudioBudget
+from src.service.gate import ModelGate, Priority
 from src.timeline import clip_segment
 from src.vocabulary import Vocabulary
 
@@ -134,6 +136,8 @@ class WhisperProcessor:
         self.engine = engine
         self.settings = settings
         self.gate = ModelGate()
+        #: the decoded samples of every job in flight, bounded together
+        self.budget = AudioBudget(settings.max_buffered_audio_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WhisperProcessor:
@@ -167,34 +171,6 @@ class WhisperProcessor:
             speaker_encoder()  # raises UnsupportedOption when the worker has no speaker model
         check_capability(self.info, options.task, options.language)
 
-    def process(
-        self, request: TranscriptionRequest, *, job_id: str = "-", also_translate: bool = False
-    ) -> JobResult:
-        """A one-file request (``request.audio``), collected; ``audios`` jobs go through
-        ``src.jobs``."""
-        if request.audio is None:
-            raise AudioError("audio: this call takes one file; use src.jobs for 'audios'")
-        return self.process_audio(
-            request.audio, request.options, job_id=job_id, also_translate=also_translate
-        )
-
-    def process_audio(
-        self,
-        source: AudioSource,
-        options: TranscribeOptions,
-        *,
-        job_id: str = "-",
-        also_translate: bool = False,
-        max_bytes: int | None = None,
-    ) -> JobResult:
-        """``events`` run to its end: the result alone."""
-        for event in self.events(
-            source, options, job_id=job_id, also_translate=also_translate, max_bytes=max_bytes
-        ):
-            if isinstance(event, JobResult):
-                return event
-        raise AssertionError("events() ended without a result")  # pragma: no cover
-
     def events(
         self,
         source: AudioSource,
@@ -210,7 +186,13 @@ class WhisperProcessor:
         self.check_supported(options)
         if also_translate:
             self.check_supported(options.model_copy(update={"task": "translate"}))
-        loaded = self.load_audio(source, options, max_bytes=max_bytes)
+        with ExitStack() as held:
+            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held)
+            yield from self._transcribe(loaded, options, job_id, also_translate)
+
+    def _transcribe(
+        self, loaded: LoadedAudio, options: TranscribeOptions, job_id: str, also_translate: bool
+    ) -> Iterator[ProcessorEvent]:
         decode_options = options.decode_options()
         duration = loaded.duration
         vocabulary = Vocabulary(options.custom_vocabulary) if options.custom_vocabulary else None
@@ -269,11 +251,12 @@ class WhisperProcessor:
     ) -> LanguageResult:
         """The most likely languages of one file, without transcribing it."""
         check_capability(self.info, "detect_language")
-        loaded = self.load_audio(source, options, max_bytes=max_bytes)
-        started = time.perf_counter()
-        vad = options.decode_options().vad if options.vad_filter else None
-        with self.gate.hold("file"):
-            guesses = self.engine.detect_language(loaded.samples, vad)
+        with ExitStack() as held:
+            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held)
+            started = time.perf_counter()
+            vad = options.decode_options().vad if options.vad_filter else None
+            with self.gate.hold("file"):
+                guesses = self.engine.detect_language(loaded.samples, vad)
         if not guesses:
             raise AudioError("audio: no speech found to detect a language from")
         inference = time.perf_counter() - started
@@ -283,9 +266,18 @@ class WhisperProcessor:
         return LanguageResult(top, loaded.duration, timings, self.info, loaded.size_bytes)
 
     def load_audio(
-        self, source: AudioSource, options: TranscribeOptions, *, max_bytes: int | None = None
+        self,
+        source: AudioSource,
+        options: TranscribeOptions,
+        *,
+        max_bytes: int | None = None,
+        held: ExitStack | None = None,
     ) -> LoadedAudio:
-        """Download (or decode base64) into a per-job temp dir, then decode once to samples."""
+        """Download (or decode base64) into a per-job temp dir, then decode once to samples.
+
+        With ``held``, the samples' share of the audio budget is reserved (waiting while the
+        other jobs in flight hold too much) before ffmpeg decodes, and stays until ``held``
+        closes: the caller keeps it while it uses the samples."""
         limits = self.settings.download
         if max_bytes is not None:
             limits = replace(limits, max_bytes=min(limits.max_bytes, max_bytes))
@@ -294,12 +286,18 @@ class WhisperProcessor:
             path = fetch_audio(source, Path(workdir), limits)
             size = path.stat().st_size
             downloaded = time.perf_counter()
-            self._check_declared_duration(path)
+            declared = self._check_declared_duration(path)
+            reservation = None
+            if held is not None:
+                expected = declared or self.settings.max_audio_seconds
+                reservation = held.enter_context(self.budget.reserve(expected))
             samples = decode_audio(
                 path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
             )
         decoded = time.perf_counter()
         self._check_duration(samples)
+        if reservation is not None:
+            reservation.shrink(len(samples) / SAMPLE_RATE)
         return LoadedAudio(samples, size, downloaded - started, decoded - downloaded)
 
     def _diarize(
@@ -385,11 +383,13 @@ class WhisperProcessor:
         finally:
             _close(segments)
 
-    def _check_declared_duration(self, path: Path) -> None:
-        """Refuse, before decoding, audio whose container already says it is too long."""
+    def _check_declared_duration(self, path: Path) -> float | None:
+        """Refuse, before decoding, audio whose container already says it is too long; the
+        duration it declares, if any."""
         declared = probe_duration(path)
         if declared is not None and declared > self.settings.max_audio_seconds:
             raise TooLarge(self._too_long(declared))
+        return declared
 
     def _check_duration(self, audio: np.ndarray) -> None:
         seconds = len(audio) / SAMPLE_RATE

@@ -59,8 +59,8 @@ class RunningServer:
         self.wait_until(lambda: httpx.get(f"{self.health_url}/ping").status_code == 200, timeout)
 
     def wait_idle(self, timeout: float = 120.0) -> None:
-        """Until no request is admitted (uploading, waiting or running)."""
-        scheduler = self.app.state.scheduler
+        """Until no request is admitted (waiting or running)."""
+        scheduler = self.app.services.slots
         self.wait_until(lambda: scheduler.waiting == 0 and not scheduler.running, timeout)
 
 
@@ -81,7 +81,8 @@ def serving(
     **overrides: Any,
 ) -> Iterator[RunningServer]:
     """A running server; ``overrides`` are ServerSettings fields, ``model`` the Whisper model,
-    ``max_bytes`` and ``allow_private`` the worker's download limits."""
+    ``max_bytes`` and ``allow_private`` the worker's download limits, ``max_concurrent_jobs``
+    its places."""
     worker = Settings.from_env()
     if model is not None:
         worker = replace(worker, model=model)
@@ -91,6 +92,8 @@ def serving(
     if "allow_private" in overrides:
         download = replace(download, allow_private=overrides.pop("allow_private"))
     worker = replace(worker, download=download)
+    if "max_concurrent_jobs" in overrides:
+        worker = replace(worker, max_concurrent_jobs=overrides.pop("max_concurrent_jobs"))
     port = free_port()
     health_port = free_port() if separate_health_port else port
     settings = ServerSettings(

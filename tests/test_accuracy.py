@@ -20,6 +20,7 @@ from src.config import Settings
 from src.processor import WhisperProcessor
 from src.request import parse_request
 from tests.conftest import Clip, b64_file, pooled_wer
+from tests.service_helpers import transcribe
 
 PUBLISHED_TINY_EN_WER = {"faster-whisper": 0.0489, "openai-whisper": 0.0565}
 MARGIN = 0.015
@@ -33,7 +34,7 @@ def transcribe_all(processor: WhisperProcessor, clips: list[Clip], **options: An
     texts = []
     for clip in clips:
         job = parse_request({"audio": {"base64": b64_file(clip.path)}, "options": options})
-        texts.append(processor.process(job.request).transcript.text)
+        texts.append(transcribe(processor, job.request).transcript.text)
     return texts
 
 
@@ -77,7 +78,7 @@ def test_language_detection_on_multilingual_base(
     detected = []
     for clip in clips:
         job = parse_request({"audio": {"base64": b64_file(clip.path)}, "options": {"beam_size": 1}})
-        transcript = processor.process(job.request).transcript
+        transcript = transcribe(processor, job.request).transcript
         detected.append((clip.language, transcript.language, transcript.language_probability))
     wrong = [d for d in detected if d[0] != d[1]]
     # base identifies each of these languages from a few seconds of clean speech.
@@ -91,9 +92,9 @@ def test_translate_german_to_english(
     processor = processor_for("faster-whisper", "base")
     clip = next(c for c in manifest if c.language == "de")
     request = {"audio": {"base64": b64_file(clip.path)}, "options": {"language": "de"}}
-    transcribed = processor.process(parse_request(request).request).transcript.text
+    transcribed = transcribe(processor, parse_request(request).request).transcript.text
     request["options"]["task"] = "translate"
-    translated = processor.process(parse_request(request).request).transcript.text
+    translated = transcribe(processor, parse_request(request).request).transcript.text
 
     english_function_words = {"the", "and", "of", "to", "in", "is", "a", "was", "that", "it"}
     german_function_words = {"der", "die", "das", "und", "ist", "nicht", "ein", "eine", "zu"}

@@ -13,10 +13,10 @@ import pytest
 import srt
 
 from src.config import Settings
-from src.jobs import run_job
 from src.processor import WhisperProcessor
 from src.request import parse_request
 from tests.conftest import Clip, b64_file, wav_bytes, wer
+from tests.service_helpers import run_job
 
 
 def run(handler_module: ModuleType, job_input: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from src.engines.faster import FasterWhisperEngine
 from src.processor import JobResult, SegmentDecoded, WhisperProcessor
 from src.request import parse_request
 from tests.conftest import Clip, b64_file, load_waveform, wer
+from tests.service_helpers import transcribe
 
 #: no temperature fallback: a fallback decode samples, and two samplings differ
 DETERMINISTIC = {"temperature_increment_on_fallback": None}
@@ -85,7 +86,7 @@ def test_closing_the_stream_stops_the_decode(handler_module: ModuleType, long_fo
     events.close()  # what a door does when its client goes away
     stopped = time.perf_counter() - started
     # the model is free again at once, and the next job runs whole
-    result = processor.process(job.request)
+    result = transcribe(processor, job.request)
     assert isinstance(result, JobResult) and result.transcript.segments
     whole = time.perf_counter() - started - stopped
     assert stopped < whole

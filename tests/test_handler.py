@@ -19,6 +19,7 @@ from src.config import Settings
 from src.processor import WhisperProcessor
 from src.request import parse_request
 from tests.conftest import Clip, b64_file, load_waveform, wav_bytes, wer
+from tests.service_helpers import transcribe
 
 
 def run(handler_module: ModuleType, job_input: Any) -> dict[str, Any]:
@@ -230,7 +231,7 @@ def test_url_job_from_a_local_server(
     url = f"{audio_server}/talks/jfk.flac?X-Amz-Signature=s3cret-token"
     job = parse_request({"audio": {"url": url}, "options": {"output_format": "srt"}})
     with caplog.at_level(logging.DEBUG):
-        result = processor.process(job.request, job_id="url-job")
+        result = transcribe(processor, job.request, job_id="url-job")
     assert wer(jfk.text, result.transcript.text) <= 0.05
     assert result.timings.download > 0
     assert "s3cret-token" not in caplog.text

@@ -4,7 +4,7 @@ against the real server (tiny.en), streaming real speech at real-time pace.
 Every server event is validated against the SDK's own pydantic types (``RealtimeServerEvent``),
 so a field name or type that differs from OpenAI's API fails here. One server for the module,
 with small live limits (two sessions, a short idle timeout, a 60 s buffer cap) set on
-``app.state.live_sessions`` before the first connection.
+``app.services.live`` before the first connection.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from openai import AsyncOpenAI, OpenAI
 from openai.types.realtime import RealtimeServerEvent
 
 from src.live.settings import LiveSettings
-from src.server.realtime import LiveSessions
+from src.server.state import LiveSessions
 from tests.conftest import Clip, load_waveform, pooled_wer, wer
 from tests.server_helpers import API_KEY, RunningServer, serving
 
@@ -48,7 +48,7 @@ UTTERANCES = (
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     with serving(api_key=API_KEY) as running:
-        running.app.state.live_sessions = LiveSessions(
+        running.app.services.live = LiveSessions(
             LiveSettings(
                 max_sessions=2, idle_timeout=IDLE_TIMEOUT, max_buffer_seconds=MAX_BUFFER_SECONDS
             )
@@ -381,8 +381,8 @@ def test_the_api_key_by_header_or_browser_subprotocol(server: RunningServer) -> 
 
 
 def test_session_cap_idle_timeout_and_a_vanished_client(server: RunningServer) -> None:
-    sessions: LiveSessions = server.app.state.live_sessions
-    holder = server.app.state.model
+    sessions = server.app.services.live
+    holder = server.app.services.model
     server.wait_until(lambda: sessions.open == 0)
     leases = holder.leases
     headers = {"Authorization": f"Bearer {API_KEY}"}

@@ -59,7 +59,8 @@ class Server:
 
     def set_api_key(self, key: str | None) -> None:
         """Turn the key on or off on the running app (the auth check reads it per request)."""
-        self.app.state.settings = dataclasses.replace(self.app.state.settings, api_key=key)
+        services = self.app.services
+        services.settings = dataclasses.replace(services.settings, api_key=key)
 
 
 def _free_port() -> int:

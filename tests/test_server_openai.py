@@ -321,7 +321,7 @@ def test_the_stream_arrives_while_the_file_is_decoded(client: OpenAI, long_clip:
 def test_a_client_that_leaves_mid_stream_stops_its_decode(
     client: OpenAI, server: RunningServer, long_clip: Clip
 ) -> None:
-    stats = server.app.state.scheduler.stats
+    stats = server.app.services.slots.stats
     cancelled = stats.cancelled
     stream = client.audio.transcriptions.create(
         file=upload(long_clip), model="whisper-1", stream=True
@@ -357,7 +357,7 @@ def test_six_concurrent_requests_are_all_answered(
 ) -> None:
     clips = [c for c in manifest if c.language == "en" and not c.long_form][:6]
     formats = ["json", "text", "srt", "vtt", "verbose_json", "json"]
-    completed = server.app.state.scheduler.stats.completed
+    completed = server.app.services.slots.stats.completed
 
     def one(clip: Clip, fmt: str) -> tuple[Clip, Any]:
         with OpenAI(base_url=server.api, api_key=API_KEY, max_retries=0, timeout=600) as c:
@@ -380,7 +380,7 @@ def test_six_concurrent_requests_are_all_answered(
         else:
             text = result
         assert wer(clip.text, text) < 0.3, (clip.path.name, fmt)
-    assert server.app.state.scheduler.stats.completed == completed + 6
+    assert server.app.services.slots.stats.completed == completed + 6
 
 
 # ------------------------------------------------------------------------------ the native job

@@ -58,7 +58,7 @@ def test_ping_follows_the_model_through_load_idle_unload_and_reload(
     with serving(
         processor_factory=load_when_let, separate_health_port=True, model_idle_timeout=1.0
     ) as server:
-        holder = server.app.state.model
+        holder = server.app.services.model
         ping = f"{server.health_url}/ping"
         assert httpx.get(ping).status_code == 204
         # /ping has its own port here; the main port does not answer it
@@ -66,7 +66,7 @@ def test_ping_follows_the_model_through_load_idle_unload_and_reload(
 
         with ThreadPoolExecutor(1) as pool:
             early = pool.submit(transcribe, server, jfk)  # waits for the model, then is answered
-            server.wait_until(lambda: server.app.state.scheduler.running)
+            server.wait_until(lambda: server.app.services.slots.running > 0)
             assert httpx.get(ping).status_code == 204
             gate.set()
             assert wer(jfk.text, early.result(timeout=300)) < 0.15
@@ -83,9 +83,9 @@ def test_ping_follows_the_model_through_load_idle_unload_and_reload(
 def test_a_full_queue_answers_503_and_leaving_clients_free_their_places(
     jfk: Clip, long_clip: Clip, temp_area: Path
 ) -> None:
-    with serving(max_queue=1) as server:
+    with serving(max_queue=1, max_concurrent_jobs=1) as server:
         server.wait_ready()
-        scheduler = server.app.state.scheduler
+        scheduler = server.app.services.slots
 
         async def post(client: httpx.AsyncClient, clip: Clip) -> httpx.Response:
             return await client.post(

@@ -1,4 +1,5 @@
-"""Limits of the live sessions of one process, read once from the environment.
+"""Limits of the live sessions of one process, read once from the environment
+(``src.config.Environment``).
 
 ``LIVE_MAX_SESSIONS`` (4)
     live sessions open at once; one more is refused with an error event and closed.
@@ -11,10 +12,10 @@
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from src.config import Environment
 
 
 @dataclass(frozen=True)
@@ -25,23 +26,12 @@ class LiveSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
-        env = os.environ if env is None else env
+        return cls.of(Environment.read(env))
+
+    @classmethod
+    def of(cls, env: Environment) -> LiveSettings:
         return cls(
-            max_sessions=int(_positive(env, "LIVE_MAX_SESSIONS", cls.max_sessions, whole=True)),
-            idle_timeout=_positive(env, "LIVE_IDLE_TIMEOUT", cls.idle_timeout),
-            max_buffer_seconds=_positive(env, "LIVE_MAX_BUFFER_SECONDS", cls.max_buffer_seconds),
+            max_sessions=env.live_max_sessions,
+            idle_timeout=env.live_idle_timeout,
+            max_buffer_seconds=env.live_max_buffer_seconds,
         )
-
-
-def _positive(env: Mapping[str, str], name: str, default: float, *, whole: bool = False) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    expected = "a whole number > 0" if whole else "a number > 0"
-    try:
-        value = float(int(raw)) if whole else float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected {expected}") from None
-    if not 0 < value < math.inf:
-        raise ValueError(f"{name}={raw!r}: expected {expected}")
-    return value

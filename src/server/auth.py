@@ -14,11 +14,11 @@ from fastapi import Request, WebSocket
 from starlette.requests import HTTPConnection
 
 from src.server.errors import Unauthorized
+from src.server.state import AppState
 
 
 def _expected(connection: HTTPConnection) -> str | None:
-    key: str | None = connection.app.state.settings.api_key
-    return key
+    return AppState.of(connection).settings.api_key
 
 
 def _bearer(connection: HTTPConnection) -> str | None:

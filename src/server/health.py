@@ -7,17 +7,21 @@ No key is needed. When ``PORT_HEALTH`` differs from ``PORT``, ``health_app`` ser
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from src.server.model import ModelHolder
+from src.server.state import AppState
 
 router = APIRouter()
 
 
 @router.get("/ping", include_in_schema=False)
 async def ping(request: Request) -> Response:
-    model: ModelHolder = request.app.state.model
+    model = AppState.of(request).model
     if model.state == "ready":
         return JSONResponse({"status": "healthy"})
     if model.state == "failed":
@@ -25,9 +29,13 @@ async def ping(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def health_app(model: ModelHolder) -> FastAPI:
-    """A separate app for ``PORT_HEALTH`` that shares the main app's model holder."""
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    app.state.model = model
+def health_app(state: AppState) -> FastAPI:
+    """A separate app for ``PORT_HEALTH`` that shares the main app's state (its model)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        yield {"app": state}
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.include_router(router)
     return app

@@ -1,9 +1,13 @@
-"""One file request's life in the HTTP door, the same for the OpenAI routes and the native job:
+"""One file request's life in the HTTP door, the same for the OpenAI routes and the native job
+(``handle``); each route gives only how it reads its body and how its events become its reply.
 
-1. ``admitted``: a place in the scheduler (or 503), a request id, and a temp directory of the
-   request's own for its upload, removed when the request ends however it ends;
-2. ``decode_events``: its turn in the FIFO, a lease on the model, and the processor's blocking
-   event generator run in a thread, its events read here as they come;
+1. ``received``: a request id and a temp directory of the request's own for its upload, removed
+   when the request ends however it ends; the body is read (under the upload limits) before the
+   request counts against the queue, so a client that drips its body holds no place;
+2. ``JobSlots.admit``: a place among the admitted (or 503), then ``decode_events``: one of the
+   ``MAX_CONCURRENT_JOBS`` places, a lease on the model, and the model service's blocking event
+   generator read in worker threads (``iterate_in_thread``): downloads and ffmpeg of one request
+   run while the model decodes another's steps;
 3. ``unless_disconnected``: a reply computed while the client is watched; when the client goes
    away the work is cancelled (a waiting request leaves the line, a running decode stops at the
    next segment) and ``ClientGone`` is raised;
@@ -18,28 +22,34 @@ import logging
 import tempfile
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
-from fastapi import Request
+from fastapi import Request, Response
 from sse_starlette import EventSourceResponse, JSONServerSentEvent
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from src.processor import WhisperProcessor
-from src.server.errors import api_error, log_unexpected
-from src.server.model import ModelHolder
-from src.server.scheduler import Scheduler, ThreadedIterator, Ticket
+from src.server.errors import api_error, error_response, log_unexpected
+from src.server.state import AppState
+from src.service.holder import ModelHolder
+from src.service.slots import Ticket
+from src.service.threads import iterate_in_thread
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 E = TypeVar("E")
+P = TypeVar("P")
 
 #: seconds between keep-alive comments on an idle stream (a long first segment, a long queue)
 SSE_PING_SECONDS = 10
+#: what a request without a reply answers (nobody reads it: the client has gone)
+GONE = 499
 
 
 class ClientGone(Exception):
@@ -48,11 +58,10 @@ class ClientGone(Exception):
 
 @dataclass(frozen=True)
 class Call:
-    """An admitted request: its id (for logs and the ``X-Request-Id`` header), its place in the
-    scheduler, and its own temp directory."""
+    """A received request: its id (for logs and the ``X-Request-Id`` header) and its own temp
+    directory (its upload)."""
 
     request_id: str
-    ticket: Ticket
     workdir: Path
 
 
@@ -61,27 +70,75 @@ def new_request_id() -> str:
 
 
 @asynccontextmanager
-async def admitted(request: Request) -> AsyncIterator[Call]:
-    """Admit the request (``QueueFull`` when there is no place) for the block's duration."""
-    scheduler: Scheduler = request.app.state.scheduler
-    ticket = scheduler.admit()
-    with ticket, tempfile.TemporaryDirectory(prefix="whisper-http-") as workdir:
-        yield Call(new_request_id(), ticket, Path(workdir))
+async def received(request: Request) -> AsyncIterator[Call]:
+    """The request's id and temp directory for the block's duration (no place in the queue)."""
+    with tempfile.TemporaryDirectory(prefix="whisper-http-") as workdir:
+        yield Call(new_request_id(), Path(workdir))
 
 
 async def decode_events(
-    call: Call, model: ModelHolder, make: Callable[[WhisperProcessor], Iterator[E]]
+    call: Call,
+    ticket: Ticket,
+    model: ModelHolder,
+    make: Callable[[WhisperProcessor], Iterator[E]],
 ) -> AsyncGenerator[E, None]:
-    """The events of ``make(processor)``, once it is this request's turn and the model is
-    loaded. Closing this generator stops the decode and frees the turn."""
-    name = f"decode-{call.request_id}"
+    """The events of ``make(processor)``, once the request holds a place and the model is
+    loaded. Closing this generator stops the decode (at its next step) and frees the place."""
     async with (
-        call.ticket.turn(),
+        ticket.turn(),
         model.use() as processor,
-        ThreadedIterator(lambda: make(processor), name=name) as events,
+        aclosing(iterate_in_thread(make(processor))) as events,
     ):
         async for event in events:
             yield event
+
+
+@dataclass(frozen=True)
+class Door(Generic[P, E]):
+    """What one route adds to ``handle``: how it reads its body into a parsed request (before
+    admission), the model service's events for it, whether it streams, and how the events
+    become its Server-Sent Events or its one reply."""
+
+    receive: Callable[[Request, Call], Awaitable[P]]
+    events: Callable[[P, WhisperProcessor, Call], Iterator[E]]
+    streams: Callable[[P], bool]
+    items: Callable[[P, AsyncIterator[E]], AsyncIterator[dict[str, Any]]]
+    reply: Callable[[P, AsyncIterator[E], Call], Awaitable[Response]]
+
+
+async def handle(request: Request, door: Door[P, E]) -> Response:
+    """One file request from its body to its reply; every error in OpenAI's shape."""
+    state = AppState.of(request)
+    stack = AsyncExitStack()
+    request_id = "-"
+    try:
+        call = await stack.enter_async_context(received(request))
+        request_id = call.request_id
+        parsed = await door.receive(request, call)
+        ticket = stack.enter_context(state.slots.admit())
+        events = await stack.enter_async_context(
+            aclosing(
+                decode_events(
+                    call,
+                    ticket,
+                    state.model,
+                    lambda processor: door.events(parsed, processor, call),
+                )
+            )
+        )
+        if door.streams(parsed):
+            items = door.items(parsed, events)
+            first = await unless_disconnected(request, items.__anext__)
+            return sse_response(first, items, stack.pop_all(), request_id)
+        return await unless_disconnected(request, lambda: door.reply(parsed, events, call))
+    except (ClientGone, ClientDisconnect):
+        logger.info("request %s: the client left before the reply", request_id)
+        return Response(status_code=GONE)
+    except Exception as e:
+        return error_response(e, request_id)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stack.aclose()
 
 
 async def _wait_for_disconnect(request: Request) -> None:

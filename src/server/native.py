@@ -12,32 +12,22 @@ files, URL inputs behind the SSRF guard, detect_language, diarization, every out
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, aclosing
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.requests import ClientDisconnect
 
 from src.formats import segment_dict
 from src.jobs import JobEvent, JobOutput, SegmentEvent, job_events
 from src.processor import WhisperProcessor
 from src.request import Job, parse_request
 from src.server.auth import require_api_key
-from src.server.errors import InvalidField, error_response
-from src.server.lifecycle import (
-    ClientGone,
-    admitted,
-    decode_events,
-    sse_response,
-    unless_disconnected,
-)
-from src.server.settings import ServerSettings
-from src.server.uploads import read_body
+from src.server.errors import InvalidField
+from src.server.lifecycle import Call, Door, handle
+from src.server.state import AppState
+from src.server.uploads import parse_json, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +38,7 @@ _JSON_OVERHEAD = 1024 * 1024
 
 
 def _parse(body: bytes) -> Job:
-    try:
-        job = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidField(f"the body is not valid JSON ({e})") from None
+    job = parse_json(body)  # 400 when not JSON or nested too deep
     if not isinstance(job, dict) or "input" not in job:
         raise InvalidField('expected a queue job: {"input": {...}}', param="input")
     unknown = sorted(set(job) - {"input", "id"})
@@ -66,47 +53,37 @@ def _item(event: JobEvent) -> dict[str, Any]:
     return {"type": "result", "output": event.output}
 
 
-@router.post("/v1/jobs", response_model=None)
-async def run(request: Request, stream: bool = False) -> Response:
-    settings: ServerSettings = request.app.state.settings
+async def _receive(request: Request, call: Call) -> Job:
+    settings = AppState.of(request).settings
     # base64 grows audio by a third; the decoded bytes meet the download cap again below
     limit = settings.worker.download.max_bytes * 4 // 3 + _JSON_OVERHEAD
-    stack = AsyncExitStack()
-    request_id = "-"
-    try:
-        call = await stack.enter_async_context(admitted(request))
-        request_id = call.request_id
-        job = _parse(await read_body(request, limit, "input"))
-
-        def make(processor: WhisperProcessor) -> Any:
-            return job_events(processor, job, job_id=call.request_id)
-
-        events = await stack.enter_async_context(
-            aclosing(decode_events(call, request.app.state.model, make))
-        )
-        if stream:
-            first = await unless_disconnected(request, events.__anext__)
-            return sse_response(_item(first), _items(events), stack.pop_all(), request_id)
-        output = await unless_disconnected(request, lambda: _output(events))
-        logger.info("request %s: job done", request_id)
-        return JSONResponse(output, headers={"X-Request-Id": request_id})
-    except (ClientGone, ClientDisconnect):
-        logger.info("request %s: the client left before the reply", request_id)
-        return Response(status_code=499)
-    except Exception as e:
-        return error_response(e, request_id)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
+    return _parse(await read_body(request, limit, "input"))
 
 
-async def _output(events: AsyncIterator[JobEvent]) -> dict[str, Any]:
+def _events(job: Job, processor: WhisperProcessor, call: Call) -> Iterator[JobEvent]:
+    return job_events(processor, job, job_id=call.request_id)
+
+
+async def _items(job: Job, events: AsyncIterator[JobEvent]) -> AsyncIterator[dict[str, Any]]:
+    async for event in events:
+        yield _item(event)
+
+
+async def _reply(job: Job, events: AsyncIterator[JobEvent], call: Call) -> Response:
     async for event in events:
         if isinstance(event, JobOutput):
-            return event.output
+            logger.info("request %s: job done", call.request_id)
+            return JSONResponse(event.output, headers={"X-Request-Id": call.request_id})
     raise RuntimeError("the job ended without an output")
 
 
-async def _items(events: AsyncIterator[JobEvent]) -> AsyncIterator[dict[str, Any]]:
-    async for event in events:
-        yield _item(event)
+@router.post("/v1/jobs", response_model=None)
+async def run(request: Request, stream: bool = False) -> Response:
+    door: Door[Job, JobEvent] = Door(
+        receive=_receive,
+        events=_events,
+        streams=lambda _: stream,
+        items=_items,
+        reply=_reply,
+    )
+    return await handle(request, door)

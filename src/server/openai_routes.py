@@ -11,32 +11,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AsyncExitStack, aclosing
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.requests import ClientDisconnect
 
-from src.audio.source import UploadedAudio
-from src.processor import JobResult, ProcessorEvent, SegmentDecoded, WhisperProcessor
+from src.processor import JobResult, ProcessorEvent, WhisperProcessor
 from src.server.auth import require_api_key
-from src.server.errors import error_response
-from src.server.lifecycle import (
-    Call,
-    ClientGone,
-    admitted,
-    decode_events,
-    sse_response,
-    unless_disconnected,
-)
-from src.server.model import ModelHolder
+from src.server.lifecycle import Call, Door, handle
+from src.server.openai_policy import file_events
 from src.server.openai_request import AudioRequest, Route, parse_audio_request
-from src.server.openai_responses import delta_event, done_event, response_body
+from src.server.openai_responses import openai_body, stream_events
 from src.server.settings import ServerSettings
+from src.server.state import AppState
 from src.server.uploads import read_form
+from src.service.holder import ModelHolder
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +37,6 @@ _TEXT_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text
 
 #: when this process started (a model card's ``created``)
 _STARTED = int(time.time())
-
-#: what a request without a reply answers (nobody reads it: the client has gone)
-_GONE = 499
 
 
 @router.post("/v1/audio/transcriptions", response_model=None)
@@ -65,15 +52,14 @@ async def translations(request: Request) -> Response:
 @router.get("/v1/models")
 async def models(request: Request) -> dict[str, Any]:
     """The one served model (whatever ``model`` a request names, this one answers)."""
-    settings: ServerSettings = request.app.state.settings
-    holder: ModelHolder = request.app.state.model
-    return {"object": "list", "data": [model_card(settings, holder)]}
+    state = AppState.of(request)
+    return {"object": "list", "data": [model_card(state.settings, state.model)]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def model(request: Request, model_id: str) -> dict[str, Any]:
-    settings: ServerSettings = request.app.state.settings
-    return model_card(settings, request.app.state.model)
+    state = AppState.of(request)
+    return model_card(state.settings, state.model)
 
 
 def model_card(settings: ServerSettings, holder: ModelHolder) -> dict[str, Any]:
@@ -91,49 +77,29 @@ def model_card(settings: ServerSettings, holder: ModelHolder) -> dict[str, Any]:
     }
 
 
-async def _audio(request: Request, route: Route) -> Response:
-    stack = AsyncExitStack()
-    request_id = "-"
-    try:
-        call = await stack.enter_async_context(admitted(request))
-        request_id = call.request_id
-        settings: ServerSettings = request.app.state.settings
+def _door(route: Route) -> Door[AudioRequest, ProcessorEvent]:
+    async def receive(request: Request, call: Call) -> AudioRequest:
+        settings = AppState.of(request).settings
         form = await read_form(request, call.workdir, settings.worker.download.max_bytes)
-        parsed = parse_audio_request(form, route)
-        events = await stack.enter_async_context(
-            aclosing(_events(call, request.app.state.model, parsed))
-        )
-        if parsed.stream:
-            first = await unless_disconnected(request, events.__anext__)
-            return sse_response(
-                _first_stream_event(first, parsed),
-                _stream(events, parsed),
-                stack.pop_all(),
-                request_id,
-            )
-        result = await unless_disconnected(request, lambda: _collect(events))
-        return _reply(result, parsed, call)
-    except (ClientGone, ClientDisconnect):
-        logger.info("request %s: the client left before the reply", request_id)
-        return Response(status_code=_GONE)
-    except Exception as e:
-        return error_response(e, request_id)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
+        return parse_audio_request(form, route)
+
+    return Door(
+        receive=receive,
+        events=_events,
+        streams=lambda parsed: parsed.stream,
+        items=_stream,
+        reply=_reply,
+    )
+
+
+async def _audio(request: Request, route: Route) -> Response:
+    return await handle(request, _door(route))
 
 
 def _events(
-    call: Call, model: ModelHolder, parsed: AudioRequest
-) -> AsyncGenerator[ProcessorEvent, None]:
-    def make(processor: WhisperProcessor) -> Any:
-        return processor.events(
-            UploadedAudio(parsed.upload.path),
-            parsed.options,
-            job_id=call.request_id,
-        )
-
-    return decode_events(call, model, make)
+    parsed: AudioRequest, processor: WhisperProcessor, call: Call
+) -> Iterator[ProcessorEvent]:
+    return file_events(processor, parsed, call.request_id)
 
 
 async def _collect(events: AsyncIterator[ProcessorEvent]) -> JobResult:
@@ -144,12 +110,13 @@ async def _collect(events: AsyncIterator[ProcessorEvent]) -> JobResult:
 
 
 def _body(result: JobResult, parsed: AudioRequest) -> dict[str, Any] | str:
-    return response_body(
-        result.transcript, parsed.options, parsed.response_format, parsed.granularities
-    )
+    return openai_body(result.transcript, parsed)
 
 
-def _reply(result: JobResult, parsed: AudioRequest, call: Call) -> Response:
+async def _reply(
+    parsed: AudioRequest, events: AsyncIterator[ProcessorEvent], call: Call
+) -> Response:
+    result = await _collect(events)
     body = _body(result, parsed)
     headers = {"X-Request-Id": call.request_id}
     logger.info(
@@ -165,21 +132,11 @@ def _reply(result: JobResult, parsed: AudioRequest, call: Call) -> Response:
     return JSONResponse(body, headers=headers)
 
 
-def _first_stream_event(first: ProcessorEvent, parsed: AudioRequest) -> dict[str, Any]:
-    if isinstance(first, SegmentDecoded):
-        return delta_event(first.segment, first.duration, first=True)
-    return _done(first, parsed)
-
-
 async def _stream(
-    events: AsyncIterator[ProcessorEvent], parsed: AudioRequest
+    parsed: AudioRequest, events: AsyncIterator[ProcessorEvent]
 ) -> AsyncIterator[dict[str, Any]]:
+    first = True
     async for event in events:
-        if isinstance(event, SegmentDecoded):
-            yield delta_event(event.segment, event.duration, first=False)
-        else:
-            yield _done(event, parsed)
-
-
-def _done(result: JobResult, parsed: AudioRequest) -> dict[str, Any]:
-    return done_event(_body(result, parsed), result.transcript.text)
+        for item in stream_events(event, parsed, first=first):
+            yield item
+        first = False

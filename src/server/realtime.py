@@ -21,9 +21,8 @@ A connection, in order of what happens:
    ``idle_timeout``, then 1000), or when the model
    cannot be loaded (an ``error``, then 1011).
 
-A session holds the model (``app.state.model.use()``) for its whole life, so an idle unload
-waits for open sessions. ``app.state.live_sessions`` (``LiveSessions``) counts the open ones;
-it is made from ``LiveSettings.from_env()`` at the first connection unless set before.
+A session holds the model (``AppState.model.use()``) for its whole life, so an idle unload
+waits for open sessions. ``AppState.live`` (``LiveSessions``) counts the open ones.
 
 Client mistakes get an ``error`` event and the connection stays up: bad JSON, unknown event
 types or fields (``param`` names the field), bad base64, an empty commit (code
@@ -59,7 +58,7 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
 
 from src.errors import InvalidRequest, ModelError, WorkerError
@@ -82,6 +81,7 @@ from src.server.realtime_events import (
     session_event,
     wire_event,
 )
+from src.server.state import AppState
 
 logger = logging.getLogger(__name__)
 
@@ -98,31 +98,6 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 INTERNAL_ERROR = 1011
 NORMAL = 1000
-
-
-class LiveSessions:
-    """The live sessions open in this process, against ``LiveSettings.max_sessions``."""
-
-    def __init__(self, settings: LiveSettings) -> None:
-        self.settings = settings
-        self.open = 0
-
-    def try_open(self) -> bool:
-        if self.open >= self.settings.max_sessions:
-            return False
-        self.open += 1
-        return True
-
-    def close(self) -> None:
-        self.open -= 1
-
-
-def live_sessions(app: FastAPI) -> LiveSessions:
-    sessions = getattr(app.state, "live_sessions", None)
-    if not isinstance(sessions, LiveSessions):
-        sessions = LiveSessions(LiveSettings.from_env())
-        app.state.live_sessions = sessions
-    return sessions
 
 
 @router.websocket("/v1/realtime")
@@ -155,7 +130,7 @@ async def realtime(websocket: WebSocket) -> None:
             "transcription only",
         )
         return
-    sessions = live_sessions(websocket.app)
+    sessions = AppState.of(websocket).live
     if not sessions.try_open():
         await _refuse(
             websocket,
@@ -185,7 +160,7 @@ def _chosen_subprotocol(offered: list[str]) -> str | None:
 def _authorized(websocket: WebSocket, offered: list[str]) -> bool:
     if check_websocket(websocket):
         return True
-    expected: str | None = websocket.app.state.settings.api_key
+    expected = AppState.of(websocket).settings.api_key
     if expected is None:
         return True
     return any(
@@ -207,8 +182,9 @@ class _Connection:
     def __init__(self, websocket: WebSocket, settings: LiveSettings) -> None:
         self.ws = websocket
         self.settings = settings
-        self.model = websocket.app.state.model
-        self.state = RealtimeSession.new(websocket.app.state.settings.worker.model)
+        app = AppState.of(websocket)
+        self.model = app.model
+        self.state = RealtimeSession.new(app.settings.worker.model)
         self.session = LiveSession(
             self.state.config(), max_buffer_seconds=settings.max_buffer_seconds
         )

@@ -2,17 +2,16 @@
 
 RunPod's load-balancing endpoints set ``PORT`` (the application, default 80) and
 ``PORT_HEALTH`` (where ``/ping`` is asked, default: the same as ``PORT``). The rest are the
-worker's own: the queue in front of the model, the idle unload, the optional key. A malformed
-value stops the server at start-up with a message naming the variable.
+worker's own: the queue in front of the model, the idle unload, the optional key. Read through
+``src.config.Environment``: a malformed value stops the server at start-up naming the variable.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from src.config import Settings
+from src.config import Environment, Settings
 
 DEFAULT_PORT = 80
 #: requests that may wait behind the one being decoded before new ones get a 503
@@ -35,45 +34,16 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
-        env = os.environ if env is None else env
-        port = _port(env, "PORT", DEFAULT_PORT)
-        idle = _seconds(env, "MODEL_IDLE_TIMEOUT")
+        return cls.of(Environment.read(env))
+
+    @classmethod
+    def of(cls, env: Environment) -> ServerSettings:
         return cls(
-            host=env.get("HOST", "").strip() or "0.0.0.0",
-            port=port,
-            port_health=_port(env, "PORT_HEALTH", port),
-            max_queue=_whole(env, "MAX_QUEUE", DEFAULT_MAX_QUEUE),
-            model_idle_timeout=idle,
-            api_key=env.get("API_KEY", "").strip() or None,
-            worker=Settings.from_env(env),
+            host=env.host,
+            port=env.port,
+            port_health=env.port_health or env.port,
+            max_queue=env.max_queue,
+            model_idle_timeout=env.model_idle_timeout,
+            api_key=env.api_key,
+            worker=Settings.of(env),
         )
-
-
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit():
-        raise ValueError(f"{name}={raw!r}: expected a whole number >= 0")
-    return int(raw)
-
-
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _whole(env, name, default)
-    if not 0 < value < 65536:
-        raise ValueError(f"{name}={value}: expected a port number from 1 to 65535")
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str) -> float | None:
-    """A positive number of seconds; unset, empty, ``0`` or ``off`` mean never."""
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "off", "none", "false"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a number of seconds, or 0 for never") from None
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{name}={raw!r}: expected a number of seconds > 0, or 0 for never")
-    return value

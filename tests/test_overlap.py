@@ -1,0 +1,159 @@
+"""Queue jobs that overlap, on the real model: several jobs in one worker through RunPod's own
+job runner (``rp_job.run_job``), each with its own output; a job stuck in its download does not
+hold the model from another; a stopped job frees its share and leaves nothing in the temp area.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from src.config import Settings
+from src.processor import WhisperProcessor
+from tests.conftest import Clip, b64_file, wer
+
+
+@pytest.fixture
+def overlapping(handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> WhisperProcessor:
+    """The handler's model behind a processor that may fetch from loopback."""
+    settings = Settings.from_env(
+        {"WHISPER_MODEL": "tiny.en", "WARM_UP": "false", "ALLOW_PRIVATE_URLS": "true"}
+    )
+    processor = WhisperProcessor(handler_module.get_processor().engine, settings)
+    monkeypatch.setattr(handler_module, "get_processor", lambda: processor)
+    return processor
+
+
+class _Held:
+    """A local server whose ``/held.wav`` waits for ``release`` before it sends the clip."""
+
+    def __init__(self, body: bytes) -> None:
+        self.release = threading.Event()
+        self.asked = threading.Event()
+        held = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                held.asked.set()
+                held.release.wait(60)
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/flac")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/held.wav"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def held(jfk: Clip) -> Iterator[_Held]:
+    server = _Held(jfk.path.read_bytes())
+    yield server
+    server.close()
+
+
+def _job(job_id: str, audio: dict[str, str]) -> dict[str, Any]:
+    return {"id": job_id, "input": {"audio": audio, "options": {"language": "en"}}}
+
+
+def _text(result: dict[str, Any]) -> str:
+    assert "error" not in result, result
+    text: str = result["output"]["transcription"]["text"]
+    return text
+
+
+def _clips(manifest: list[Clip]) -> list[Clip]:
+    short = [c for c in manifest if c.language == "en" and not c.long_form and c.duration_s < 12]
+    return short[:4]
+
+
+def test_several_jobs_at_once_each_get_their_own_output(
+    handler_module: ModuleType,
+    overlapping: WhisperProcessor,
+    manifest: list[Clip],
+    private_tmp: Path,
+) -> None:
+    from runpod.serverless.modules.rp_job import run_job
+
+    clips = _clips(manifest)
+    jobs = [_job(f"job-{n}", {"base64": b64_file(c.path)}) for n, c in enumerate(clips)]
+    one_at_a_time = [handler_module.handler(job)["transcription"]["text"] for job in jobs]
+
+    async def together() -> list[dict[str, Any]]:
+        return list(
+            await asyncio.gather(*(run_job(handler_module.concurrent_handler, j) for j in jobs))
+        )
+
+    results = asyncio.run(together())
+    for clip, result, alone in zip(clips, results, one_at_a_time, strict=True):
+        assert _text(result) == alone  # the same transcript as when it ran alone
+        assert wer(clip.text, _text(result)) < 0.3
+    assert overlapping.budget.held == 0
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_job_waiting_on_its_download_does_not_hold_the_model_from_another(
+    handler_module: ModuleType, overlapping: WhisperProcessor, held: _Held, jfk: Clip
+) -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        slow = asyncio.create_task(
+            handler_module.concurrent_handler(_job("slow", {"url": held.url}))
+        )
+        await asyncio.to_thread(held.asked.wait, 30)
+        # the slow job's download has begun and waits: another job decodes meanwhile
+        quick = await handler_module.concurrent_handler(
+            _job("quick", {"base64": b64_file(jfk.path)})
+        )
+        assert not slow.done()
+        held.release.set()
+        return quick, await slow
+
+    quick, slow = asyncio.run(scenario())
+    assert wer(jfk.text, quick["transcription"]["text"]) < 0.15
+    assert slow["transcription"]["text"] == quick["transcription"]["text"]
+
+
+def test_a_stopped_job_frees_its_share_and_leaves_nothing_behind(
+    handler_module: ModuleType,
+    overlapping: WhisperProcessor,
+    held: _Held,
+    jfk: Clip,
+    private_tmp: Path,
+) -> None:
+    """RunPod stops a job by cancelling its task (``JobScaler.stop_job``)."""
+
+    async def scenario() -> dict[str, Any]:
+        stopped = asyncio.create_task(
+            handler_module.concurrent_handler(_job("stopped", {"url": held.url}))
+        )
+        other = asyncio.create_task(
+            handler_module.concurrent_handler(_job("other", {"base64": b64_file(jfk.path)}))
+        )
+        await asyncio.to_thread(held.asked.wait, 30)
+        stopped.cancel()
+        held.release.set()  # the download under way ends; then the job stops, unfinished
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        return await other
+
+    other = asyncio.run(scenario())
+    assert wer(jfk.text, other["transcription"]["text"]) < 0.15
+    assert overlapping.budget.held == 0
+    assert list(private_tmp.iterdir()) == []

@@ -1,0 +1,297 @@
+"""The model service's sharing logic in seconds, without a model: the gate (live first, then
+file steps in arrival order), the audio budget, the HTTP places (admission, FIFO, cancel), the
+thread bridge (closing a generator whose reader stopped), the holder (load, idle unload,
+reload) and the settings' one dialect."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from src.config import Environment, Settings
+from src.processor import WhisperProcessor
+from src.server.settings import ServerSettings
+from src.service.budget import AudioBudget
+from src.service.gate import ModelGate, Priority
+from src.service.holder import ModelHolder
+from src.service.slots import JobSlots, QueueFull
+from src.service.threads import iterate_in_thread
+
+
+def _wait_for(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the expected state was not reached"
+        time.sleep(0.005)
+
+
+# -- the gate -----------------------------------------------------------------------------------
+
+
+def test_a_waiting_live_decode_goes_before_file_steps_that_came_earlier() -> None:
+    gate = ModelGate()
+    order: list[str] = []
+    waiting: list[str] = []
+    lock = threading.Lock()
+
+    def use(name: str, priority: Priority) -> None:
+        with lock:
+            waiting.append(name)
+        with gate.hold(priority):
+            order.append(name)
+
+    with gate.hold("file"):  # a file step holds the model
+        threads = []
+        for name, priority in [("file-1", "file"), ("file-2", "file"), ("live-1", "live")]:
+            thread = threading.Thread(target=use, args=(name, priority))
+            thread.start()
+            threads.append(thread)
+            _wait_for(lambda n=name: n in waiting)  # type: ignore[misc]
+            time.sleep(0.02)  # and it is inside the gate's wait
+        assert order == []
+    for thread in threads:
+        thread.join(5)
+    assert order == ["live-1", "file-1", "file-2"]
+
+
+def test_file_steps_of_several_jobs_take_turns_in_arrival_order() -> None:
+    gate = ModelGate()
+    order: list[str] = []
+
+    def job(name: str, steps: int, ready: threading.Event) -> None:
+        for step in range(steps):
+            if step == 0:
+                ready.set()
+            with gate.hold("file"):
+                order.append(f"{name}{step}")
+                time.sleep(0.01)
+
+    with gate.hold("file"):
+        threads = []
+        for name in "abc":
+            ready = threading.Event()
+            thread = threading.Thread(target=job, args=(name, 3, ready))
+            thread.start()
+            ready.wait(5)
+            time.sleep(0.02)
+            threads.append(thread)
+    for thread in threads:
+        thread.join(5)
+    assert order[:3] == ["a0", "b0", "c0"]  # the first steps in arrival order
+    assert sorted(order) == [f"{n}{i}" for n in "abc" for i in range(3)]
+    # no job runs all its steps while another waits: each job's steps are interleaved
+    assert order.index("a2") > order.index("b0") and order.index("a2") > order.index("c0")
+
+
+# -- the audio budget ---------------------------------------------------------------------------
+
+
+def test_the_audio_budget_holds_a_job_back_until_the_others_give_back() -> None:
+    budget = AudioBudget(100.0)
+    entered = threading.Event()
+    with budget.reserve(80.0) as first:
+        assert budget.held == 80.0
+
+        def second() -> None:
+            with budget.reserve(50.0):
+                entered.set()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.05)
+        assert not entered.is_set()  # 80 + 50 > 100: it waits
+        first.shrink(30.0)  # the file was shorter than declared: 30 + 50 fits
+        assert entered.wait(5)
+        thread.join(5)
+    assert budget.held == 0.0
+
+
+def test_a_lone_job_longer_than_the_budget_still_runs() -> None:
+    budget = AudioBudget(10.0)
+    with budget.reserve(1000.0) as reservation:
+        assert reservation.seconds == 10.0 and budget.held == 10.0
+    assert budget.held == 0.0
+
+
+# -- the HTTP places ----------------------------------------------------------------------------
+
+
+def test_places_run_several_at_once_then_in_arrival_order_and_admission_is_bounded() -> None:
+    async def scenario() -> None:
+        slots = JobSlots(max_queue=2, slots=2)
+        started: list[int] = []
+        release = asyncio.Event()
+
+        async def request(n: int) -> None:
+            with slots.admit() as ticket:
+                async with ticket.turn():
+                    started.append(n)
+                    await release.wait()
+
+        tasks = []
+        for n in range(4):
+            tasks.append(asyncio.create_task(request(n)))
+            await asyncio.sleep(0.01)
+        assert started == [0, 1] and slots.running == 2 and slots.waiting == 2
+        with pytest.raises(QueueFull) as full:
+            slots.admit()
+        assert full.value.retry_after >= 1 and slots.stats.rejected == 1
+        tasks[2].cancel()  # a waiting client leaves: its place goes to the next
+        await asyncio.sleep(0.01)
+        assert slots.waiting == 1 and slots.stats.cancelled == 1
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert started == [0, 1, 3]
+        assert (slots.running, slots.waiting, slots.stats.completed) == (0, 0, 3)
+
+    asyncio.run(scenario())
+
+
+# -- the thread bridge --------------------------------------------------------------------------
+
+
+def test_a_cancelled_reader_closes_the_generator_after_its_current_step() -> None:
+    closed = threading.Event()
+    steps: list[int] = []
+
+    def events() -> Iterator[int]:
+        try:
+            for n in range(100):
+                time.sleep(0.02)  # one blocking step (a decode step, a download)
+                steps.append(n)
+                yield n
+        finally:
+            closed.set()
+
+    async def scenario() -> list[int]:
+        got: list[int] = []
+
+        async def read() -> None:
+            async for item in iterate_in_thread(events()):
+                got.append(item)
+
+        task = asyncio.create_task(read())
+        while len(got) < 3:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return got
+
+    got = asyncio.run(scenario())
+    assert closed.is_set()  # the finally ran: temp directory gone, decode stopped
+    assert len(steps) <= len(got) + 1  # at most the step under way when cancelled
+
+
+def test_the_thread_bridge_hands_on_the_generators_error() -> None:
+    def events() -> Iterator[int]:
+        yield 1
+        raise ValueError("bad audio")
+
+    async def scenario() -> list[int]:
+        got: list[int] = []
+        async for item in iterate_in_thread(events()):
+            got.append(item)
+        return got
+
+    with pytest.raises(ValueError, match="bad audio"):
+        asyncio.run(scenario())
+
+
+# -- the holder ---------------------------------------------------------------------------------
+
+
+def test_the_holder_loads_once_unloads_when_idle_and_loads_again() -> None:
+    made: list[object] = []
+
+    def factory() -> WhisperProcessor:
+        made.append(object())
+        return cast(WhisperProcessor, made[-1])
+
+    async def scenario() -> None:
+        holder = ModelHolder(factory, idle_timeout=0.05)
+        assert holder.state == "unloaded"
+        async with holder.use() as first, holder.use() as second:
+            assert first is second and holder.leases == 2
+            await asyncio.sleep(0.1)
+            assert holder.state == "ready"  # never unloaded while leased
+        await asyncio.sleep(0.15)
+        assert holder.state == "unloaded" and holder.unloads == 1
+        async with holder.use() as again:
+            assert again is made[1]
+        assert holder.loads == 2
+        await holder.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_load_is_reported_and_tried_again() -> None:
+    attempts: list[int] = []
+
+    def factory() -> WhisperProcessor:
+        attempts.append(1)
+        raise OSError("no model here")
+
+    async def scenario() -> None:
+        from src.errors import ModelError
+
+        holder = ModelHolder(factory)
+        for _ in range(2):
+            with pytest.raises(ModelError):
+                async with holder.use():
+                    pass
+        assert holder.state == "failed" and len(attempts) == 2
+
+    asyncio.run(scenario())
+
+
+# -- settings: one dialect ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STREAM_SEGMENTS", "ture"),
+        ("WARM_UP", "ture"),
+        ("ALLOW_PRIVATE_URLS", "maybe"),
+        ("HF_HUB_OFFLINE", "sure"),
+        ("MAX_CONCURRENT_JOBS", "0"),
+        ("MAX_BUFFERED_AUDIO_SECONDS", "-1"),
+        ("LIVE_MAX_SESSIONS", "0"),
+        ("WORKER_MODE", "grpc"),
+    ],
+)
+def test_a_value_that_cannot_be_read_stops_start_up_naming_the_variable(
+    name: str, value: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"{name}={value!r}"):
+        Environment.read({name: value})
+
+
+def test_every_number_and_boolean_is_read_the_same_way() -> None:
+    env = Environment.read({"MAX_QUEUE": "+3", "CPU_THREADS": "+3", "WARM_UP": "Off"})
+    assert (env.max_queue, env.cpu_threads, env.warm_up) == (3, 3, False)
+    for name in ("STREAM_SEGMENTS", "WARM_UP", "ALLOW_PRIVATE_URLS", "HF_HUB_OFFLINE"):
+        field = name.lower()
+        for word, meaning in [("yes", True), ("ON", True), ("1", True), ("no", False)]:
+            assert getattr(Environment.read({name: word}), field) is meaning
+    settings = Settings.from_env({"MAX_CONCURRENT_JOBS": "6", "STREAM_SEGMENTS": "true"})
+    assert (settings.max_concurrent_jobs, settings.stream_segments) == (6, True)
+    assert ServerSettings.from_env({"PORT": "8000"}).port_health == 8000
+
+
+def test_the_process_environment_is_read_by_pydantic_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "3")
+    monkeypatch.setenv("LIVE_IDLE_TIMEOUT", " 7.5 ")
+    env = Environment.read()
+    assert (env.max_concurrent_jobs, env.live_idle_timeout) == (3, 7.5)
+    monkeypatch.setenv("MAX_QUEUE", "many")
+    with pytest.raises(ValueError, match="MAX_QUEUE='many'"):
+        Environment.read()
