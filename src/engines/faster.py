@@ -199,6 +199,7 @@ class FasterWhisperEngine:
             vad_filter=False,
             word_timestamps=True,
             initial_prompt=None,
+            hotwords=None,
             condition_on_previous_text=False,
             fill_gaps=False,
         )

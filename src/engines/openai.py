@@ -221,6 +221,7 @@ class OpenAIWhisperEngine:
                 options,
                 word_timestamps=True,
                 initial_prompt=None,
+                hotwords=None,
                 condition_on_previous_text=False,
                 fill_gaps=False,
             )
