@@ -45,6 +45,7 @@ from src.engines.vad import (
     speech_regions,
     vad_options,
 )
+from src.engines.window import FittedDecoder
 from src.errors import ModelError, model_error
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class FasterWhisperEngine:
             compute_type=compute_type,
             multilingual=bool(self._model.model.is_multilingual),
         )
+        #: short audio (live turns, short files) on an encoder window fitted to it (window.py)
+        self.fitted = FittedDecoder(ModelInternals(self._model), self.decode_sequential)
         self._batched = BatchedDecoder(
             ModelInternals(self._lane_model(model_path, device, compute_type, cpu_threads)),
             self._decode_chunk,
@@ -162,7 +165,7 @@ class FasterWhisperEngine:
         scores = speech_probabilities(audio) if options.vad_filter or options.fill_gaps else None
         inner = with_words(options)
         if not self.uses_batched(audio, options):
-            decoding = self.decode_sequential(audio, inner, scores)
+            decoding = self.fitted.decode(audio, inner, scores)
         else:
             try:
                 started = self._batched.start(audio, inner, scores)

@@ -1,10 +1,11 @@
 """The one place that calls faster-whisper's non-public ``WhisperModel`` methods.
 
-The batched long-audio path (``batched.py``) makes the same CTranslate2 calls as faster-whisper's
-own pipeline (feature extraction, encode, language detection, prompt, generate, word alignment),
-but in its own order. Those methods are not part of faster-whisper's public API and may change
-between releases (the pin is in builder/requirements.txt): keeping every such call here means a
-faster-whisper upgrade is checked against one small file.
+The batched long-audio path (``batched.py``) and the fitted-window path (``window.py``) make the
+same CTranslate2 calls as faster-whisper's own pipeline (feature extraction, encode, language
+detection, prompt, generate, word alignment), but in their own order. Those methods are not part
+of faster-whisper's public API and may change between releases (the pin is in
+builder/requirements.txt): keeping every such call here means a faster-whisper upgrade is checked
+against one small file.
 """
 
 from __future__ import annotations
@@ -55,8 +56,15 @@ class ModelInternals:
         """Log-mel features of ``samples`` (16 kHz), padded to one 30 s window."""
         return np.asarray(pad_or_trim(self._model.feature_extractor(samples)[..., :-1]))
 
+    def raw_features(self, samples: np.ndarray) -> np.ndarray:
+        """Log-mel features of ``samples`` (16 kHz), one frame per 10 ms, not padded: the
+        fitted-window path (``window.py``) pads them to a window of its own size."""
+        return np.asarray(self._model.feature_extractor(samples)[..., :-1])
+
     def encode(self, features: np.ndarray) -> StorageView:
-        """Encoder output of a batch of windows' features."""
+        """Encoder output of a batch of windows' features: 30 s windows (3000 frames), or
+        shorter ones (CTranslate2's encoder takes any number of frames up to 3000 and uses
+        the positional embeddings of the first ones)."""
         return self._model.encode(features)
 
     def detect_language(self, encoder_output: StorageView) -> tuple[str, float]:
