@@ -134,6 +134,29 @@ def test_keywords_are_taken_and_the_text_stays_right(client: OpenAI, short: Clip
     assert wer(short.text, result.text) < WER_LIMIT
 
 
+#: clips where tiny.en misspells a rare name, and the name (bench/keywords.py measures five)
+RARE_NAMES = {
+    "en_ls-test-clean_1221-135766-0002.wav": "Hester Prynne",
+    "en_ls-dev-clean_3752-4944-0000.flac": "Frere",
+    "en_fleurs_006.ogg": "Marianas",
+}
+
+
+@pytest.mark.parametrize("name", list(RARE_NAMES))
+def test_keywords_bias_the_decoder_toward_a_rare_name(
+    client: OpenAI, manifest: list[Clip], name: str
+) -> None:
+    clip = next(c for c in manifest if c.path.name == name)
+    keyword = RARE_NAMES[name]
+    plain = client.audio.transcriptions.create(file=upload(clip), model="gpt-transcribe")
+    biased = client.audio.transcriptions.create(
+        file=upload(clip), model="gpt-transcribe", keywords=[keyword]
+    )
+    assert keyword not in plain.text
+    assert keyword in biased.text
+    assert wer(clip.text, biased.text) <= wer(clip.text, plain.text)
+
+
 # ----------------------------------------------------------------------------- include[]=logprobs
 
 

@@ -16,7 +16,11 @@ The fields of OpenAI's 2026 reference (``openai`` SDK 3.5x, ``TranscriptionCreat
   format, as OpenAI's does (``MODELS`` lists the names clients send);
 - ``languages[]``: candidate languages. One is that language; several restrict the detection
   to them (``src.server.openai_policy``); the ``json`` reply then carries ``languages``;
-- ``keywords[]``: the decoder is biased toward them (faster-whisper's ``hotwords``);
+- ``keywords[]``: the decoder is biased toward them: they open the prompt (``"Frere, Sintra."``
+  before any ``prompt``). faster-whisper's ``hotwords`` (the worker's own option, prompting
+  every window) was measured too: both spelled all five rare names of ``bench/keywords.py``
+  right, but with ``hotwords`` one 3 s clip came back with its sentence twice (the decoder
+  echoed the prompt into the clip's last 60 ms);
 - ``include[]=logprobs``: per-word log probabilities (``src.live.logprobs``) in ``json``,
   ``verbose_json`` and the stream's deltas and ``done``;
 - ``chunking_strategy``: ``auto`` is the VAD with its defaults; ``server_vad`` maps
@@ -221,11 +225,10 @@ def parse_audio_request(form: Form, route: Route) -> AudioRequest:
                 f"at most {MAX_KEYWORDS} keywords of at most 200 characters each",
                 param="keywords[]",
             )
-        if "hotwords" in options:
-            raise InvalidField(
-                "give either 'keywords[]' or 'hotwords', not both", param="keywords[]"
-            )
-        options["hotwords"] = ", ".join(k.strip() for k in keywords if k.strip()) or None
+        terms = ", ".join(k.strip() for k in keywords if k.strip())
+        if terms:
+            prompt = options.get("initial_prompt")
+            options["initial_prompt"] = f"{terms}. {prompt}" if prompt else f"{terms}."
     vad = _chunking_strategy(form)
     if vad is not None:
         options["vad_filter"] = True

@@ -17,7 +17,7 @@ A transcription session here:
 - ``audio.input.transcription``: ``language`` (an ISO-639-1 code, null to detect),
   ``languages`` (candidates: one is that language; several leave the language to Whisper's
   detection over all its languages, reported back as given), ``prompt`` (vocabulary or style,
-  at most 2000 characters), ``keywords`` (the decoder's ``hotwords``: biased toward them),
+  at most 2000 characters), ``keywords`` (they open the prompt, as on the files route),
   ``model`` (any name; the worker's own model serves and is what the session reports; the
   realtime-only ``gpt-realtime-whisper`` and ``gpt-live-transcribe`` take no server-side turn
   detection, as OpenAI's do: the session switches to client commits and refuses a
@@ -301,8 +301,7 @@ class RealtimeSession:
             turn_detection=self.turn_detection,
             transcribe=self.transcribe,
             language=self.language,
-            prompt=self.prompt or None,
-            hotwords=", ".join(self.keywords) or None,
+            prompt=" ".join(p for p in (_terms(self.keywords), self.prompt) if p) or None,
             logprobs=self.logprobs,
         )
 
@@ -388,6 +387,10 @@ class RealtimeSession:
             },
             "include": [LOGPROBS_INCLUDE] if self.logprobs else None,
         }
+
+
+def _terms(keywords: tuple[str, ...]) -> str:
+    return f"{', '.join(keywords)}." if keywords else ""
 
 
 def _audio_format(given: FormatIn, event_id: str | None) -> AudioFormat:
