@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.live                      # the 40 short English clips, tiny.en
     .venv/bin/python -m bench.live --limit 8 --gap 2
     .venv/bin/python -m bench.live --model base --device cuda
+    .venv/bin/python -m bench.live --sessions 4 --limit 12          # 4 speakers at once
+    .venv/bin/python -m bench.live --sessions 4 --limit 12 --with-file long   # and a file job
 
 The server runs as it does in production (``WORKER_MODE=http python handler.py``, a process of
 its own); the client is the official ``openai`` SDK's realtime connection
@@ -25,6 +27,14 @@ Per utterance:
   the offline WER of the same clips sent whole to ``/v1/audio/transcriptions`` of the same
   server (after the stream, so that it does not compete with it).
 
+With ``--sessions N`` the same clips go out over N sockets at once, each session starting with
+another clip (the list rotated) and ``--stagger`` seconds after the one before, as N people
+speaking at once; per session: its final and first-partial latency, its WER, its turns
+completed, and the utterances left without a ``completed`` (a starved session). With
+``--with-file`` a file is transcribed through ``/v1/audio/transcriptions`` of the same server,
+over and over, for as long as the sessions stream (``long``: the benchmark's 232.6 s long-form
+clip), and each of those requests' wall time is printed.
+
 Figures: median and 90th percentile. The machine may be shared with other work; its load average
 is printed with the figures.
 """
@@ -42,6 +52,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -148,25 +159,32 @@ def start_server(model: str, device: str, log_level: str) -> tuple[subprocess.Po
         time.sleep(0.2)
 
 
-async def stream(base: str, utterances: list[Utterance], pcm: bytes) -> list[dict[str, Any]]:
-    """Stream the session's audio at real-time pace; every server event with its arrival time."""
+async def stream(
+    base: str,
+    utterances: list[Utterance],
+    pcm: bytes,
+    turn_detection: dict[str, Any] | None = None,
+    delay: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Stream the session's audio at real-time pace, ``delay`` seconds from now; every server
+    event with its arrival time. ``turn_detection``: the session's (server VAD by default)."""
+    await asyncio.sleep(delay)
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=f"{base}/v1", api_key=os.environ.get("API_KEY", "none"))
     events: list[dict[str, Any]] = []
-    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
-        await conn.session.update(
-            session={
-                "type": "transcription",
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": RATE},
-                        "transcription": {"language": "en"},
-                        "turn_detection": {"type": "server_vad"},
-                    }
-                },
+    session: Any = {
+        "type": "transcription",
+        "audio": {
+            "input": {
+                "format": {"type": "audio/pcm", "rate": RATE},
+                "transcription": {"language": "en"},
+                "turn_detection": turn_detection or {"type": "server_vad"},
             }
-        )
+        },
+    }
+    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        await conn.session.update(session=session)
 
         async def receive() -> None:
             while True:
@@ -245,7 +263,95 @@ def offline(base: str, utterances: list[Utterance]) -> list[str]:
 
 
 def p90(values: list[float]) -> float:
-    return float(np.percentile(values, 90))
+    return float(np.percentile(values, 90)) if values else float("nan")
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 2) if values else float("nan")
+
+
+def session_plan(
+    items: list[Item], gap_seconds: float, rotation: int
+) -> tuple[list[Utterance], bytes]:
+    """One session's audio (the clips from ``rotation`` on, then the ones before, ``gap``
+    seconds of silence around each) and its utterances."""
+    ordered = items[rotation:] + items[:rotation]
+    gap = np.zeros(int(gap_seconds * 16000), dtype=np.float32)
+    parts, utterances, t = [gap], [], gap_seconds
+    for item in ordered:
+        samples = load_pcm(item)
+        parts += [samples, gap]
+        start, end = speech_span(samples)
+        utterances.append(Utterance(item, t, t + len(samples) / 16000, start, end))
+        t += len(samples) / 16000 + gap_seconds
+    return utterances, to_pcm16(np.concatenate(parts))
+
+
+async def transcribe_file_while(base: str, path: str, running: asyncio.Event) -> list[float]:
+    """Transcribe ``path`` through ``/v1/audio/transcriptions`` again and again while
+    ``running`` is set; the wall time of each request."""
+    times: list[float] = []
+    data = Path(path).read_bytes()
+    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+        while running.is_set():
+            started = time.monotonic()
+            response = await client.post(
+                "/v1/audio/transcriptions",
+                files={"file": (os.path.basename(path), data)},
+                data={"model": "whisper-1", "language": "en"},
+                headers={"Authorization": f"Bearer {os.environ.get('API_KEY', 'none')}"},
+            )
+            response.raise_for_status()
+            times.append(round(time.monotonic() - started, 2))
+    return times
+
+
+async def run_sessions(
+    base: str,
+    plans: list[tuple[list[Utterance], bytes]],
+    turn_detection: dict[str, Any],
+    stagger: float,
+    file_path: str | None,
+) -> tuple[list[list[dict[str, Any]]], list[float]]:
+    running = asyncio.Event()
+    running.set()
+    file_job = (
+        asyncio.create_task(transcribe_file_while(base, file_path, running)) if file_path else None
+    )
+    if file_job is not None:
+        await asyncio.sleep(1.0)  # the file's decode is under way when the speech starts
+    streams = [
+        stream(base, utterances, pcm, turn_detection, delay=k * stagger)
+        for k, (utterances, pcm) in enumerate(plans)
+    ]
+    events = await asyncio.gather(*streams)
+    running.clear()
+    file_times = await file_job if file_job is not None else []
+    return list(events), file_times
+
+
+def figures(utterances: list[Utterance]) -> dict[str, Any]:
+    """One session's (or several pooled) latency figures, WER and turns."""
+    finals = [u.final_latency for u in utterances if u.final_latency is not None]
+    after_speech = [u.final_after_speech for u in utterances if u.final_after_speech is not None]
+    firsts = [u.first_partial for u in utterances if u.first_partial is not None]
+    long_ones = [u for u in utterances if u.item.duration > PARTIAL_TARGET_SECONDS]
+    live_wer, _ = scores([(u.item.text, " ".join(t for _, t in u.completed)) for u in utterances])
+    return {
+        "utterances": len(utterances),
+        "final_latency_median": median(finals),
+        "final_latency_p90": round(p90(finals), 2),
+        "final_after_speech_median": median(after_speech),
+        "final_after_speech_p90": round(p90(after_speech), 2),
+        "first_partial_median": median(firsts),
+        "first_partial_p90": round(p90(firsts), 2),
+        "partials_before_end_over_3s": (
+            f"{sum(u.partial_in_time for u in long_ones)}/{len(long_ones)}"
+        ),
+        "wer_live": round(100 * (live_wer or 0), 2),
+        "turns": sum(len(u.completed) for u in utterances),
+        "without_completed": [u.item.name for u in utterances if not u.completed],
+    }
 
 
 def main() -> None:
@@ -254,6 +360,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=0, help="the first N clips (0: all)")
     parser.add_argument("--gap", type=float, default=1.5, help="seconds of silence around clips")
+    parser.add_argument("--sessions", type=int, default=1, help="concurrent sockets")
+    parser.add_argument(
+        "--stagger", type=float, default=1.3, help="seconds between the sessions' starts"
+    )
+    parser.add_argument(
+        "--silence-ms",
+        type=int,
+        default=None,
+        help="server_vad silence_duration_ms (default: OpenAI's, 500)",
+    )
+    parser.add_argument(
+        "--with-file",
+        help="a file transcribed over and over meanwhile ('long': the 232.6 s long-form clip)",
+    )
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline WER")
     parser.add_argument("--out", help="append the figures to this JSON-lines file")
     parser.add_argument("--details", action="store_true", help="a row per clip, with the texts")
     parser.add_argument(
@@ -261,56 +382,49 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    items = [i for i in manifest_items() if not i.name.startswith("long:")]
+    every = manifest_items()
+    items = [i for i in every if not i.name.startswith("long:")]
     if args.limit:
         items = items[: args.limit]
-    gap = np.zeros(int(args.gap * 16000), dtype=np.float32)
-    parts, utterances, t = [gap], [], args.gap
-    for item in items:
-        samples = load_pcm(item)
-        parts += [samples, gap]
-        start, end = speech_span(samples)
-        utterances.append(Utterance(item, t, t + len(samples) / 16000, start, end))
-        t += len(samples) / 16000 + args.gap
-    pcm = to_pcm16(np.concatenate(parts))
+    file_path = args.with_file
+    if file_path == "long":
+        file_path = next(i.path for i in every if i.name.startswith("long:"))
+    turn_detection: dict[str, Any] = {"type": "server_vad"}
+    if args.silence_ms is not None:
+        turn_detection["silence_duration_ms"] = args.silence_ms
+    sessions = max(1, args.sessions)
+    plans = [session_plan(items, args.gap, k * len(items) // sessions) for k in range(sessions)]
 
     process, base = start_server(args.model, args.device, args.server_log)
     try:
         load_before = os.getloadavg()[0]
-        events = asyncio.run(stream(base, utterances, pcm))
+        all_events, file_times = asyncio.run(
+            run_sessions(base, plans, turn_detection, args.stagger, file_path)
+        )
         load_after = os.getloadavg()[0]
-        offline_texts = offline(base, utterances)
+        first = plans[0][0]
+        offline_texts = [""] * len(first) if args.no_offline else offline(base, first)
     finally:
         process.terminate()
         process.wait(30)
 
-    assign(events, utterances)
-    finals = [u.final_latency for u in utterances if u.final_latency is not None]
-    after_speech = [u.final_after_speech for u in utterances if u.final_after_speech is not None]
-    firsts = [u.first_partial for u in utterances if u.first_partial is not None]
-    long_ones = [u for u in utterances if u.item.duration > PARTIAL_TARGET_SECONDS]
-    in_time = sum(u.partial_in_time for u in long_ones)
-    live_wer, _ = scores([(u.item.text, " ".join(t for _, t in u.completed)) for u in utterances])
-    offline_wer, _ = scores(
-        [(u.item.text, o) for u, o in zip(utterances, offline_texts, strict=True)]
-    )
-    missing = [u.item.name for u in utterances if not u.completed]
+    per_session = []
+    for (utterances, _), events in zip(plans, all_events, strict=True):
+        assign(events, utterances)
+        per_session.append(figures(utterances))
+    pooled = figures([u for utterances, _ in plans for u in utterances])
+    offline_wer, _ = scores([(u.item.text, o) for u, o in zip(first, offline_texts, strict=True)])
     result = {
         "model": args.model,
         "device": args.device,
-        "utterances": len(utterances),
-        "audio_seconds": round(len(pcm) / 2 / RATE, 1),
-        "final_latency_median": round(statistics.median(finals), 2),
-        "final_latency_p90": round(p90(finals), 2),
-        "final_after_speech_median": round(statistics.median(after_speech), 2),
-        "final_after_speech_p90": round(p90(after_speech), 2),
-        "first_partial_median": round(statistics.median(firsts), 2),
-        "first_partial_p90": round(p90(firsts), 2),
-        "partials_before_end_over_3s": f"{in_time}/{len(long_ones)}",
-        "wer_live": round(100 * (live_wer or 0), 2),
-        "wer_offline": round(100 * (offline_wer or 0), 2),
-        "turns": sum(len(u.completed) for u in utterances),
-        "without_completed": missing,
+        "sessions": sessions,
+        "silence_duration_ms": args.silence_ms or 500,
+        "with_file": os.path.basename(file_path) if file_path else None,
+        "audio_seconds": round(len(plans[0][1]) / 2 / RATE, 1),
+        **pooled,
+        "wer_offline": None if args.no_offline else round(100 * (offline_wer or 0), 2),
+        "per_session": per_session,
+        "file_request_seconds": file_times,
         "load_average": [round(load_before, 1), round(load_after, 1)],
     }
     print("| figure | median | p90 |\n|---|---|---|")
@@ -325,11 +439,27 @@ def main() -> None:
           f"{result['first_partial_p90']} |")  # fmt: skip
     print(f"\npartials before the end of utterances > 3 s: {result['partials_before_end_over_3s']}")
     print(
-        f"WER live {result['wer_live']}% vs offline {result['wer_offline']}% ({len(utterances)} "
-        f"clips, {result['turns']} turns, {result['audio_seconds']} s)"
+        f"WER live {result['wer_live']}% vs offline {result['wer_offline']}% "
+        f"({result['utterances']} utterances, {result['turns']} turns, {sessions} session(s) of "
+        f"{result['audio_seconds']} s, silence {result['silence_duration_ms']} ms)"
     )
-    print(f"load average before/after: {result['load_average']}; no completed: {missing}")
-    late = [u for u in long_ones if not u.partial_in_time]
+    print(f"load average before/after: {result['load_average']}; "
+          f"no completed: {result['without_completed']}")  # fmt: skip
+    if sessions > 1:
+        print(
+            "\n| session | final s (median / p90) | after speech s | first partial s | WER % "
+            "| turns | without completed |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for k, f in enumerate(per_session):
+            print(
+                f"| {k + 1} | {f['final_latency_median']} / {f['final_latency_p90']} | "
+                f"{f['final_after_speech_median']} | {f['first_partial_median']} | "
+                f"{f['wer_live']} | {f['turns']} | {len(f['without_completed'])} |"
+            )
+    if file_path:
+        print(f"\nfile requests meanwhile ({os.path.basename(file_path)}): {file_times} s")
+    late = [u for u in first if u.item.duration > PARTIAL_TARGET_SECONDS and not u.partial_in_time]
     for u in late:
         print(f"  no partial in time: {u.item.name} ({u.item.duration:.1f} s), first partial "
               f"{u.first_partial}")  # fmt: skip
@@ -338,7 +468,7 @@ def main() -> None:
             "\n| clip | s | turns | final s | after speech s | first partial s | live | offline |"
         )
         print("|---|---|---|---|---|---|---|---|")
-        for u, text in zip(utterances, offline_texts, strict=True):
+        for u, text in zip(first, offline_texts, strict=True):
             live = " ".join(t for _, t in u.completed)
             print(
                 f"| {u.item.name} | {u.item.duration:.1f} | {len(u.completed)} | "
@@ -346,8 +476,8 @@ def main() -> None:
                 f"{u.first_partial or 0:.2f} | {live} | {text} |"
             )
     if args.out:
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(json.dumps(result) + "\n")
+        with open(args.out, "a", encoding="utf-8") as out:
+            out.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":
