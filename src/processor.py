@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -186,20 +186,26 @@ class WhisperProcessor:
         self.check_supported(options)
         if also_translate:
             self.check_supported(options.model_copy(update={"task": "translate"}))
+        rank = self.gate.arrival()  # its steps go before those of jobs that came later
         with ExitStack() as held:
-            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held)
-            yield from self._transcribe(loaded, options, job_id, also_translate)
+            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held, rank=rank)
+            yield from self._transcribe(loaded, options, job_id, also_translate, rank)
 
     def _transcribe(
-        self, loaded: LoadedAudio, options: TranscribeOptions, job_id: str, also_translate: bool
+        self,
+        loaded: LoadedAudio,
+        options: TranscribeOptions,
+        job_id: str,
+        also_translate: bool,
+        rank: int,
     ) -> Iterator[ProcessorEvent]:
         decode_options = options.decode_options()
         duration = loaded.duration
         vocabulary = Vocabulary(options.custom_vocabulary) if options.custom_vocabulary else None
         started = time.perf_counter()
         segments: list[Segment] = []
-        decoding = self._start(loaded.samples, decode_options)
-        for segment in self._segments(loaded.samples, decoding, decode_options, job_id):
+        decoding = self._start(loaded.samples, decode_options, rank)
+        for segment in self._segments(loaded.samples, decoding, decode_options, job_id, rank):
             segment = clip_segment(segment, duration)
             if vocabulary is not None:
                 segment = vocabulary.segment(segment)
@@ -209,7 +215,8 @@ class WhisperProcessor:
         transcript = info.transcript(tuple(segments))
         translation = None
         if also_translate:
-            translation = self._collect(loaded.samples, replace(decode_options, task="translate"))
+            translate = replace(decode_options, task="translate")
+            translation = self._collect(loaded.samples, translate, rank)
         if options.diarize:
             transcript = self._diarize(loaded.samples, transcript, options)
         inference = time.perf_counter() - started
@@ -251,11 +258,12 @@ class WhisperProcessor:
     ) -> LanguageResult:
         """The most likely languages of one file, without transcribing it."""
         check_capability(self.info, "detect_language")
+        rank = self.gate.arrival()
         with ExitStack() as held:
-            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held)
+            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held, rank=rank)
             started = time.perf_counter()
             vad = options.decode_options().vad if options.vad_filter else None
-            with self.gate.hold("file"):
+            with self.gate.hold("file", rank):
                 guesses = self.engine.detect_language(loaded.samples, vad)
         if not guesses:
             raise AudioError("audio: no speech found to detect a language from")
@@ -272,12 +280,16 @@ class WhisperProcessor:
         *,
         max_bytes: int | None = None,
         held: ExitStack | None = None,
+        rank: int | None = None,
     ) -> LoadedAudio:
         """Download (or decode base64) into a per-job temp dir, then decode once to samples.
 
         With ``held``, the samples' share of the audio budget is reserved (waiting while the
         other jobs in flight hold too much) before ffmpeg decodes, and stays until ``held``
-        closes: the caller keeps it while it uses the samples."""
+        closes: the caller keeps it while it uses the samples. On a CPU-only worker, ffmpeg's
+        decode takes its turn at the gate like a model step (as job ``rank``): there the model
+        and ffmpeg share the same cores, and running both at once only slows the model (its
+        threads wait on each other); downloads, which wait on the network, always overlap."""
         limits = self.settings.download
         if max_bytes is not None:
             limits = replace(limits, max_bytes=min(limits.max_bytes, max_bytes))
@@ -291,14 +303,21 @@ class WhisperProcessor:
             if held is not None:
                 expected = declared or self.settings.max_audio_seconds
                 reservation = held.enter_context(self.budget.reserve(expected))
-            samples = decode_audio(
-                path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
-            )
+            with self._cpu_turn(rank):
+                samples = decode_audio(
+                    path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
+                )
         decoded = time.perf_counter()
         self._check_duration(samples)
         if reservation is not None:
             reservation.shrink(len(samples) / SAMPLE_RATE)
         return LoadedAudio(samples, size, downloaded - started, decoded - downloaded)
+
+    def _cpu_turn(self, rank: int | None) -> AbstractContextManager[None]:
+        """The gate's turn for CPU work beside the model, where the model runs on the CPU."""
+        if self.info.device != "cpu":
+            return nullcontext()
+        return self.gate.hold("file", rank)
 
     def _diarize(
         self, samples: np.ndarray, transcript: Transcript, options: TranscribeOptions
@@ -312,28 +331,33 @@ class WhisperProcessor:
             max_speakers=options.max_speakers,
         )
 
-    def _start(self, audio: np.ndarray, options: DecodeOptions) -> Decoding:
+    def _start(self, audio: np.ndarray, options: DecodeOptions, rank: int) -> Decoding:
         """Begin a decode (VAD, chunk plan, language) holding the model; retried lighter once
         on out-of-memory."""
         try:
-            with self.gate.hold("file"):
+            with self.gate.hold("file", rank):
                 return self.engine.decode(audio, options)
         except ModelError as e:
             if not is_out_of_memory(e):
                 raise
         release_memory()
-        with self.gate.hold("file"):
+        with self.gate.hold("file", rank):
             return self.engine.decode(audio, _lighter(options))
 
-    def _collect(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+    def _collect(self, audio: np.ndarray, options: DecodeOptions, rank: int) -> Transcript:
         """A whole decode, step by step through the gate."""
-        decoding = self._start(audio, options)
+        decoding = self._start(audio, options, rank)
         duration = decoding.info.duration
-        segments = self._segments(audio, decoding, options, "-")
+        segments = self._segments(audio, decoding, options, "-", rank)
         return decoding.info.transcript(tuple(clip_segment(s, duration) for s in segments))
 
     def _segments(
-        self, audio: np.ndarray, decoding: Decoding, options: DecodeOptions, job_id: str
+        self,
+        audio: np.ndarray,
+        decoding: Decoding,
+        options: DecodeOptions,
+        job_id: str,
+        rank: int,
     ) -> Iterator[Segment]:
         """The decode's segments, each step holding the model; on out-of-memory the decode is
         run again once with beam size 1, and only what lies after the segments already given
@@ -341,7 +365,7 @@ class WhisperProcessor:
         given_until = 0.0
         try:
             try:
-                for segment in self._stepped(decoding.segments):
+                for segment in self._stepped(decoding.segments, rank):
                     given_until = segment.end
                     yield segment
                 return
@@ -355,9 +379,9 @@ class WhisperProcessor:
                     options.best_of,
                 )
             release_memory()
-            retry = self._start(audio, _lighter(options))
+            retry = self._start(audio, _lighter(options), rank)
             try:
-                for segment in self._stepped(retry.segments):
+                for segment in self._stepped(retry.segments, rank):
                     if segment.start >= given_until - 0.01:
                         yield segment
             except ModelError as e:
@@ -371,11 +395,11 @@ class WhisperProcessor:
         finally:
             _close(decoding.segments)
 
-    def _stepped(self, segments: Iterator[Segment]) -> Iterator[Segment]:
-        """``segments`` pulled one at a time, each pull holding the model."""
+    def _stepped(self, segments: Iterator[Segment], rank: int) -> Iterator[Segment]:
+        """``segments`` pulled one at a time, each pull holding the model (as job ``rank``)."""
         try:
             while True:
-                with self.gate.hold("file"):
+                with self.gate.hold("file", rank):
                     segment = next(segments, None)
                 if segment is None:
                     return

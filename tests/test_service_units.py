@@ -59,33 +59,31 @@ def test_a_waiting_live_decode_goes_before_file_steps_that_came_earlier() -> Non
     assert order == ["live-1", "file-1", "file-2"]
 
 
-def test_file_steps_of_several_jobs_take_turns_in_arrival_order() -> None:
+def test_file_steps_go_by_their_jobs_arrival_not_by_the_steps() -> None:
+    """A later job's step that waits longer still goes after an earlier job's step."""
     gate = ModelGate()
+    early, late = gate.arrival(), gate.arrival()
     order: list[str] = []
+    waiting: list[str] = []
 
-    def job(name: str, steps: int, ready: threading.Event) -> None:
-        for step in range(steps):
-            if step == 0:
-                ready.set()
-            with gate.hold("file"):
-                order.append(f"{name}{step}")
-                time.sleep(0.01)
+    def step(name: str, rank: int) -> None:
+        waiting.append(name)
+        with gate.hold("file", rank):
+            order.append(name)
 
     with gate.hold("file"):
         threads = []
-        for name in "abc":
-            ready = threading.Event()
-            thread = threading.Thread(target=job, args=(name, 3, ready))
+        for name, rank in [("late-step", late), ("early-step", early), ("new-job", None)]:
+            thread = threading.Thread(target=step, args=(name, rank))
             thread.start()
-            ready.wait(5)
-            time.sleep(0.02)
             threads.append(thread)
+            _wait_for(lambda n=name: n in waiting)  # type: ignore[misc]
+            time.sleep(0.02)
+        assert gate.waiting == 3
     for thread in threads:
         thread.join(5)
-    assert order[:3] == ["a0", "b0", "c0"]  # the first steps in arrival order
-    assert sorted(order) == [f"{n}{i}" for n in "abc" for i in range(3)]
-    # no job runs all its steps while another waits: each job's steps are interleaved
-    assert order.index("a2") > order.index("b0") and order.index("a2") > order.index("c0")
+    assert order == ["early-step", "late-step", "new-job"]
+    assert gate.waiting == 0
 
 
 # -- the audio budget ---------------------------------------------------------------------------
