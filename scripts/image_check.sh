@@ -3,6 +3,10 @@
 #
 #   bash scripts/image_check.sh [--engine faster-whisper|openai-whisper] [--model tiny.en|base]
 #                               [--dockerfile PATH] [--tag NAME] [--keep]
+#                               [--break copy|module|models]
+#
+# --break builds a deliberately broken copy of the Dockerfile (a COPY of a missing file; a module
+# the worker imports removed from the image; /models unreadable by uid 1000): the check must fail.
 #
 # 1. A stand-in for the CUDA base: Debian bookworm (debootstrap --variant=minbase), which has the
 #    python3.11, python3.11-venv and ffmpeg packages the Dockerfile installs, tagged locally with
@@ -33,6 +37,7 @@ MODEL=tiny.en
 DOCKERFILE=Dockerfile
 TAG=""
 KEEP=0
+BREAK=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --engine) ENGINE=$2; shift 2 ;;
@@ -40,12 +45,26 @@ while [ $# -gt 0 ]; do
         --dockerfile) DOCKERFILE=$2; shift 2 ;;
         --tag) TAG=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --break) BREAK=$2; shift 2 ;;
         *) echo "image_check: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-TAG=${TAG:-localhost/whisper-worker-check:$ENGINE}
+TAG=${TAG:-localhost/whisper-worker-check:$ENGINE${BREAK:+-broken-$BREAK}}
 CACHE=${IMAGE_CHECK_CACHE:-$REPO/.cache/image-check}
 mkdir -p "$CACHE"
+if [ -n "$BREAK" ]; then
+    # the same Dockerfile with one fault added just before the final USER line
+    case "$BREAK" in
+        copy) fault="COPY src/no_such_module.py src/" ;;
+        module) fault="RUN pip uninstall --yes onnxruntime" ;;
+        models) fault="RUN chmod -R o-rwx /models" ;;
+        *) echo "image_check: --break copy|module|models" >&2; exit 2 ;;
+    esac
+    awk -v fault="$fault" '/^USER / && !done { print fault; done = 1 } { print }' "$DOCKERFILE" \
+        >"$CACHE/Dockerfile.broken-$BREAK"
+    DOCKERFILE=$CACHE/Dockerfile.broken-$BREAK
+    echo "image_check: a broken Dockerfile ($fault before USER): this check must fail"
+fi
 export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 B=(buildah --storage-driver vfs)
 
@@ -62,6 +81,8 @@ if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null \
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends buildah debootstrap iproute2 curl >/dev/null
 fi
+
+if [ "${IMAGE_CHECK_STOP_AFTER:-}" = "tools" ]; then exit 0; fi
 
 # --- 1. the stand-in base ------------------------------------------------------------------------
 BASE=$(awk 'toupper($1) == "FROM" { print $2; exit }' "$DOCKERFILE")
@@ -96,8 +117,9 @@ PIPDIR=$(mktemp -d /tmp/image-check-pip.XXXXXX)
 cleanup() { rm -rf "$PIPDIR"; }
 trap cleanup EXIT
 MOUNTS=()
-host_python=python3
-[ -x .venv/bin/python ] && host_python=.venv/bin/python
+# the host's Python with pip and jiwer: the project's .venv (scripts/setup.sh), or IMAGE_CHECK_PYTHON
+host_python=${IMAGE_CHECK_PYTHON:-python3}
+[ -z "${IMAGE_CHECK_PYTHON:-}" ] && [ -x .venv/bin/python ] && host_python=.venv/bin/python
 # `pip config list` reports every file's and every PIP_* variable's setting; the later one wins.
 # Paths it names (CA bundle, constraints, find-links, file:// indexes) are mounted at the same
 # place, read-only; the CA bundle is mounted beside, since apt in the build writes its own.
@@ -129,6 +151,37 @@ with open(os.path.join(sys.argv[1], "pip.conf"), "w") as f:
 for host, inside in sorted(mounts):
     print(f"{host}:{inside}:ro")
 PY
+# Each layer's size (uncompressed, from the storage's own record of the layer), the step that
+# made it, and the total without the base's layers.
+SIZES_PY='
+import json, re, sys
+image = json.load(sys.stdin)
+base_layers = int(sys.argv[2])
+layers = {l.get("diff-digest"): l.get("diff-size", 0) for l in json.load(open(sys.argv[1]))}
+diff_ids = image["OCIv1"]["rootfs"]["diff_ids"]
+steps = [h for h in image["OCIv1"].get("history", []) if not h.get("empty_layer")]
+total = own = 0
+for i, digest in enumerate(diff_ids):
+    size = layers.get(digest, 0)
+    step = steps[i].get("created_by", "") if i < len(steps) else ""
+    step = step.replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ")
+    step = " ".join(re.sub(r"^\|\d+ (?:\S+=\S* )*", "", step).split())
+    total += size
+    own += size if i >= base_layers else 0
+    where = "(stand-in base) " if i < base_layers else ""
+    print(f"  {size / 1e6:9.1f} MB  {where}{step[:110]}")
+print(f"  {own / 1e6:9.1f} MB  the image without its base ({total / 1e6:.1f} MB with the stand-in)")
+'
+print_sizes() {
+    local graphroot base_layers
+    graphroot=$("${B[@]}" info --format '{{.store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers/storage)
+    base_layers=$("${B[@]}" inspect --type image --format '{{len .OCIv1.RootFS.DiffIDs}}' "$BASE")
+    say "size of $1 by layer (uncompressed)"
+    "${B[@]}" inspect --type image "$1" \
+        | "$host_python" -c "$SIZES_PY" "$graphroot/vfs-layers/layers.json" "$base_layers"
+}
+if [ -n "${IMAGE_CHECK_SIZES_OF:-}" ]; then print_sizes "$IMAGE_CHECK_SIZES_OF"; exit 0; fi
+
 MOUNTS+=(-v "$PIPDIR/pip.conf:/etc/pip.conf:ro")
 while read -r mount; do MOUNTS+=(-v "$mount"); done <"$PIPDIR/mounts"
 say "pip configuration for the build: $(grep -c = "$PIPDIR/pip.conf") settings, mounts: $(tr '\n' ' ' <"$PIPDIR/mounts")"
@@ -257,24 +310,6 @@ sys.exit(f"openai-whisper dependencies in a faster-whisper image: {found}" if fo
 fi
 
 # --- 4. size by layer ----------------------------------------------------------------------------
-say "size by layer (uncompressed)"
-graphroot=$("${B[@]}" info --format '{{.store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers/storage)
-"${B[@]}" inspect --type image "$TAG" | "$host_python" -c '
-import json, sys
-image = json.load(sys.stdin)
-base_layers = int(sys.argv[2])
-layers = {l["diff-digest"]: l.get("diff-size", 0) for l in json.load(open(sys.argv[1]))}
-diff_ids = image["OCIv1"]["rootfs"]["diff_ids"]
-steps = [h for h in image["OCIv1"].get("history", []) if not h.get("empty_layer")]
-total = own = 0
-for i, digest in enumerate(diff_ids):
-    size = layers.get(digest, 0)
-    step = steps[i].get("created_by", "") if i < len(steps) else ""
-    step = " ".join(step.replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").split())
-    total += size
-    own += size if i >= base_layers else 0
-    print(f"  {size / 1e6:9.1f} MB  {\"(stand-in base) \" if i < base_layers else \"\"}{step[:110]}")
-print(f"  {own / 1e6:9.1f} MB  the image without its base ({total / 1e6:.1f} MB with the stand-in)")
-' "$graphroot/vfs-layers/layers.json" "$("${B[@]}" inspect --type image --format '{{len .OCIv1.RootFS.DiffIDs}}' "$BASE")"
+print_sizes "$TAG"
 
 say "passed ($ENGINE, $MODEL) in $(elapsed)"

