@@ -6,9 +6,12 @@
     any state ──> gone (status 404) once the job's ttl, or its result's retention, has passed
 
 Time-based transitions are applied lazily, whenever a job is looked at, from an injectable
-clock, so tests can move time forward instead of sleeping. A handler cannot be stopped from
-outside its thread: a cancelled or timed-out job's handler runs to its end and its answer is
-dropped (RunPod's worker, too, only learns of a cancellation between jobs).
+clock, so tests can move time forward instead of sleeping. A plain handler cannot be stopped
+from outside its thread: a cancelled or timed-out job's handler runs to its end and its answer
+is dropped. A generator or ``ProgressHandler`` is stopped at its next item once its job is no
+longer running (closed, so the worker's decode stops and its temp directory goes), and its
+thread takes the next job: a cancel frees the place, as RunPod's worker stops a cancelled job's
+task. ``workers`` threads run that many jobs at once.
 
 Like RunPod's worker (runpod-python ``rp_job.run_job``), an ``error`` key in the handler's dict
 makes the job ``FAILED`` with that error, and an exception does too, with its type and message.
@@ -278,8 +281,9 @@ class JobQueue:
         streamed as it comes; the output is the list of them all; an item with ``error`` ends
         the job as FAILED."""
         items: list[Any] = []
+        generator = handler(payload)
         try:
-            for item in handler(payload):
+            for item in generator:
                 if isinstance(item, dict) and item.get("error"):
                     error = item["error"]
                     return None, error if isinstance(error, str) else json.dumps(error)
@@ -292,6 +296,8 @@ class JobQueue:
         except Exception as e:
             logger.error("job %s: the handler raised %s", payload["id"], type(e).__name__)
             return None, json.dumps({"error_type": type(e).__name__, "error_message": str(e)})
+        finally:
+            _close(generator)
         return items, None
 
     def _call_updates(
@@ -299,15 +305,19 @@ class JobQueue:
     ) -> tuple[Any, str | None]:
         """``job_updates``: progress into the job's ``/status`` while it runs; the output, read
         as a plain handler's answer, finishes it."""
+        updates = handler.updates(payload)
         try:
-            for update in handler.updates(payload):
+            for update in updates:
                 if "output" in update:
                     return _outcome(update["output"])
-                if "progress" in update:
-                    self.progress(job_id, update["progress"])
+                if "progress" in update and not self.progress(job_id, update["progress"]):
+                    logger.info("job %s: stopped (no longer running)", job_id)
+                    return None, "the job stopped while running"
         except Exception as e:
             logger.error("job %s: the handler raised %s", payload["id"], type(e).__name__)
             return None, json.dumps({"error_type": type(e).__name__, "error_message": str(e)})
+        finally:
+            _close(updates)
         return None, "the handler ended without an output"
 
     def stream(self, job_id: str) -> dict[str, Any] | None:
@@ -324,12 +334,22 @@ class JobQueue:
                 body["error"] = job.error
             return body
 
-    def progress(self, job_id: str, report: Any) -> None:
-        """A running job's progress, shown as its ``output`` in ``/status`` (as on RunPod)."""
+    def progress(self, job_id: str, report: Any) -> bool:
+        """A running job's progress, shown as its ``output`` in ``/status`` (as on RunPod);
+        False when the job is no longer running (cancelled, timed out, gone)."""
         with self._lock:
             job = self._current(job_id)
-            if job is not None and job.status == "IN_PROGRESS":
-                job.output = report
+            if job is None or job.status != "IN_PROGRESS":
+                return False
+            job.output = report
+            return True
+
+
+def _close(iterator: object) -> None:
+    """Close a generator the queue stopped reading (its ``finally`` blocks run now)."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 def _call(handler: Handler, payload: dict[str, Any]) -> tuple[Any, str | None]:
