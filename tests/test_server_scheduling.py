@@ -141,3 +141,54 @@ def test_a_full_queue_answers_503_and_leaving_clients_free_their_places(
         assert scheduler.stats.completed == 1
         server.wait_idle()
     assert list(temp_area.iterdir()) == []
+
+
+def test_a_stalled_url_download_holds_neither_the_model_nor_other_requests(
+    jfk: Clip, temp_area: Path
+) -> None:
+    """A ``/v1/jobs`` URL whose server stalls (issue 21: it held the only decode slot) runs its
+    download in its own place; an upload sent meanwhile is answered, then the stalled job too."""
+    import http.server
+
+    release = threading.Event()
+    asked = threading.Event()
+    body = jfk.path.read_bytes()
+
+    class Stalled(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            release.wait(120)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalled)
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{origin.server_address[1]}/stalled.flac"
+    try:
+        with serving(max_concurrent_jobs=2, allow_private=True) as server:
+            server.wait_ready()
+            with ThreadPoolExecutor(1) as pool:
+                stalled = pool.submit(
+                    httpx.post,
+                    f"{server.api}/jobs",
+                    json={"input": {"audio": {"url": url}}},
+                    timeout=300,
+                )
+                assert asked.wait(60)
+                assert wer(jfk.text, transcribe(server, jfk)) < 0.15
+                assert not stalled.done()  # still waiting on its download
+                release.set()
+                reply = stalled.result(timeout=300)
+            assert reply.status_code == 200, reply.text
+            assert wer(jfk.text, reply.json()["transcription"]["text"]) < 0.15
+            server.wait_idle()
+    finally:
+        release.set()
+        origin.shutdown()
+        origin.server_close()
+    assert list(temp_area.iterdir()) == []
