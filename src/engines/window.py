@@ -18,11 +18,11 @@ window").
 (``FittedDecoder.fits``): one encoder pass, one beam search at the first temperature, word
 timings when the options ask (cross-attention alignment on the same encoder output). It keeps
 the sequential decoder's own checks: a window the model calls silence gives no segment; a text
-that is repetitive or improbable (the temperature-fallback thresholds) or empty is decoded
-again by the sequential decoder on a 30 s window, with the whole temperature schedule, and that
-result is returned instead. With ``vad_filter`` the silence between the VAD's regions is cut
-out before decoding and the times mapped back onto the original timeline, as faster-whisper
-does.
+that is repetitive or empty is decoded again by the sequential decoder on a 30 s window with the
+whole temperature schedule, and that result is returned instead; so is an improbable one when
+the options give temperatures to fall back to (with one, the sequential decoder would keep its
+own). With ``vad_filter`` the silence between the VAD's regions is cut out before decoding and
+the times mapped back onto the original timeline, as faster-whisper does.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ FRAMES_PER_SECOND = 100
 #: a language detected on a fitted window with less confidence than this is detected again on
 #: the 30 s window (the sequential decoder)
 MIN_LANGUAGE_PROBABILITY = 0.5
+
+#: audio shorter than this may come back empty without a second try (a live hypothesis of a
+#: turn's first syllables); longer, an empty text is decoded again on the 30 s window
+MIN_AUDIO_FOR_TEXT_S = 1.0
 
 #: the sequential decoder: (audio, options, VAD scores or None) -> its decoding
 Fallback = Callable[[np.ndarray, DecodeOptions, "np.ndarray | None"], Decoding]
@@ -189,11 +193,17 @@ class FittedDecoder:
         if _is_silence(no_speech, avg_logprob, options):
             return info, []
         if not text.strip():
+            if len(samples) < MIN_AUDIO_FOR_TEXT_S * SAMPLE_RATE:
+                return info, []  # a live turn's first fraction of a word
             return "empty"
         threshold = options.compression_ratio_threshold
         if threshold is not None and compression_ratio(text) > threshold:
             return "repetitive"
-        if options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold:
+        improbable = (
+            options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold
+        )
+        if improbable and len(options.temperatures) > 1:
+            # with one temperature the sequential decoder would keep its own improbable text
             return "improbable"
         raw: dict[str, Any] = {
             "tokens": tokens,
