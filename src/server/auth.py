@@ -1,19 +1,25 @@
-"""The optional API key: with ``API_KEY`` set, every route but ``/ping`` needs it.
+"""The optional API key: with ``API_KEY`` set, every route but ``/ping`` and the web page's
+static files needs it (the API docs ``/docs`` and ``/openapi.json`` included: ``protect_docs``).
 
-HTTP routes take it as ``Authorization: Bearer <key>`` (what the ``openai`` SDKs send). A
-WebSocket may also give it as the ``api_key`` query parameter, since browsers cannot set
-headers on one. Keys are compared in constant time. On RunPod the platform checks its own key
-in front of the worker; this one is for self-hosting.
+HTTP routes take it as ``Authorization: Bearer <key>`` (what the ``openai`` SDKs send). The
+realtime socket takes the same header or the ``openai-insecure-api-key.<key>`` subprotocol that
+browsers use (``realtime.py``); never a query parameter, since query strings end up in the logs
+of proxies and load balancers. Keys are compared in constant time. On RunPod the platform checks
+its own key in front of the worker; this one is for self-hosting.
+
+The page (``/``, its scripts and styles) is public: it holds no data and asks for the key.
 """
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from starlette.requests import HTTPConnection
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from src.server.errors import Unauthorized
+from src.server.errors import Unauthorized, api_error
 from src.server.state import AppState
 
 
@@ -39,9 +45,27 @@ async def require_api_key(request: Request) -> None:
 
 
 def check_websocket(websocket: WebSocket) -> bool:
-    """Whether a WebSocket may proceed: the bearer header, or the ``api_key`` query parameter."""
+    """Whether a WebSocket's ``Authorization: Bearer`` header carries the key (or none is set)."""
     expected = _expected(websocket)
-    if expected is None:
-        return True
-    given = _bearer(websocket) or websocket.query_params.get("api_key")
-    return key_matches(given, expected)
+    return expected is None or key_matches(_bearer(websocket), expected)
+
+
+def protect_docs(app: FastAPI) -> None:
+    """Put FastAPI's own documentation routes (``/docs``, ``/openapi.json``, the OAuth2
+    redirect) behind the key, as every other route; call once the app is built."""
+    paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    for route in app.routes:
+        if isinstance(route, Route) and route.path in paths:
+            route.app = _keyed(route.app)
+
+
+def _keyed(inner: ASGIApp) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        connection = HTTPConnection(scope)
+        expected = _expected(connection)
+        if expected is not None and not key_matches(_bearer(connection), expected):
+            await api_error(Unauthorized()).response()(scope, receive, send)
+            return
+        await inner(scope, receive, send)
+
+    return app

@@ -11,8 +11,18 @@ A connection, in order of what happens:
    ``LIVE_MAX_SESSIONS`` open sessions, an ``error`` (code ``session_limit``) and 1013.
 2. ``session.created`` with the defaults: 24 kHz PCM16, server VAD (threshold 0.5, 300 ms
    prefix padding, 500 ms silence), the worker's model, language detected.
-3. The client's events are read as they come; audio is converted and the VAD run at once, on
-   the event loop. One decode at a time runs in a worker thread through
+3. The client's events are read as they come, at most ``FRAME_RATE`` bytes a second after a
+   first burst of one full frame (``MAX_FRAME_BYTES``, room for one 15 MiB append as base64):
+   past that pace the socket is simply not read until the pace allows, so TCP slows the client
+   and nothing piles up (uvicorn holds one received message a socket until it is read; a
+   client whose pongs stay unread that long is closed by the keepalive). The work of each
+   event (JSON parsing, base64, conversion, the VAD) runs in threads, never on the event loop,
+   so no number of busy sockets can stall ``/ping`` or other requests: frames of
+   ``LARGE_FRAME`` bytes or more one at a time across all sessions (``_large``, which bounds
+   the memory they take), smaller ones and the session's own steps in ``_small``
+   (``SMALL_THREADS``), so a session streaming at real time never waits behind another's
+   huge append. One decode at a time runs in a worker thread
+   through
    ``processor.decode_samples`` (live decodes go before file decodes at the model's gate), and
    its results go out as soon as they are in. Events go out in the order they were made.
 4. The session ends when the client closes or vanishes (everything it held is dropped; a decode
@@ -24,7 +34,8 @@ A connection, in order of what happens:
 A session holds the model (``AppState.model.use()``) for its whole life, so an idle unload
 waits for open sessions. ``AppState.live`` (``LiveSessions``) counts the open ones.
 
-Client mistakes get an ``error`` event and the connection stays up: bad JSON, unknown event
+Client mistakes get an ``error`` event and the connection stays up: bad JSON (or JSON nested
+deeper than the parser goes: code ``invalid_json``, the message never quoting it), unknown event
 types or fields (``param`` names the field), bad base64, an empty commit (code
 ``input_audio_buffer_commit_empty``), audio over the session's buffer cap (code
 ``input_audio_buffer_full``; the chunk is dropped).
@@ -53,10 +64,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
@@ -67,10 +81,13 @@ from src.live.session import BufferFull, DecodeJob, EmptyCommit, LiveSession
 from src.live.settings import LiveSettings
 from src.processor import WhisperProcessor
 from src.server.auth import check_websocket, key_matches
+from src.server.edge import MAX_FRAME_BYTES
+from src.server.errors import log_unexpected
 from src.server.realtime_events import (
     BufferAppend,
     BufferClear,
     BufferCommit,
+    ClientEvent,
     ProtocolError,
     RealtimeSession,
     SessionUpdate,
@@ -92,6 +109,19 @@ SUBPROTOCOL = "realtime"
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 #: how long the last events (an error, a completed) may take to go out before the close
 FLUSH_SECONDS = 5.0
+
+#: the pace of one session's client frames, in bytes a second after a burst of one full frame:
+#: 4 times real time for 24 kHz PCM16 as base64 (64 KiB a second)
+FRAME_RATE = 256 * 1024
+#: a frame at least this large is parsed and its audio run through the VAD in ``_large``
+LARGE_FRAME = 1024 * 1024
+#: threads for small frames and the sessions' own steps, all sessions together
+SMALL_THREADS = 2
+
+T = TypeVar("T")
+
+_large = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime-large")
+_small = ThreadPoolExecutor(max_workers=SMALL_THREADS, thread_name_prefix="realtime-small")
 
 #: WebSocket close codes
 POLICY_VIOLATION = 1008
@@ -176,8 +206,39 @@ async def _refuse(websocket: WebSocket, event: dict[str, Any], code: int, reason
         await websocket.close(code, reason)
 
 
+class FramePace:
+    """A token bucket over a socket's frame bytes: ``burst`` at once, then ``rate`` a second."""
+
+    def __init__(self, rate: float = FRAME_RATE, burst: float = MAX_FRAME_BYTES) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def delay(self, size: int) -> float:
+        """Take ``size`` bytes; the seconds to wait before the frame may be handled."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= size
+        return max(0.0, -self.tokens / self.rate)
+
+
+def _parse(text: str) -> tuple[ClientEvent, bytes | None]:
+    """A frame's event and, for an append, its audio bytes (run in a CPU thread)."""
+    try:
+        event = parse_client_event(text)
+    except RecursionError:
+        raise ProtocolError("the event is nested too deeply", code="invalid_json") from None
+    return event, decode_audio(event) if isinstance(event, BufferAppend) else None
+
+
 class _Connection:
-    """One accepted socket: its live session, a reader, a decoder and a writer task."""
+    """One accepted socket: its live session, a reader, a decoder and a writer task.
+
+    The session is touched under ``lock``, in a CPU thread, one call at a time: the reader's
+    appends and the decoder's next job and results never interleave.
+    """
 
     def __init__(self, websocket: WebSocket, settings: LiveSettings) -> None:
         self.ws = websocket
@@ -195,6 +256,17 @@ class _Connection:
         #: when a client event came or a decode ended last (the idle clock)
         self.active_at = time.monotonic()
         self.decoding = False
+        self.lock = asyncio.Lock()
+        self.pace = FramePace()
+
+    async def _cpu(self, work: Callable[[], T], large: bool = False) -> T:
+        """``work()`` in the realtime threads, off the event loop."""
+        pool = _large if large else _small
+        return await asyncio.get_running_loop().run_in_executor(pool, work)
+
+    async def _in_session(self, work: Callable[[], T], large: bool = False) -> T:
+        async with self.lock:
+            return await self._cpu(work, large)
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -256,6 +328,10 @@ class _Connection:
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
+            size = len(text if text is not None else message.get("bytes") or b"")
+            delay = self.pace.delay(size)
+            if delay > 0:
+                await asyncio.sleep(delay)
             if text is None:
                 self.emit(
                     error_event(
@@ -264,21 +340,25 @@ class _Connection:
                     )
                 )
                 continue
-            self._handle(text)
+            await self._handle(text)
 
-    def _handle(self, text: str) -> None:
+    async def _handle(self, text: str) -> None:
         event_id = None
         try:
-            event = parse_client_event(text)
+            large = len(text) >= LARGE_FRAME
+            event, pcm = await self._cpu(functools.partial(_parse, text), large)
             event_id = event.event_id
             if isinstance(event, SessionUpdate):
-                self._update(event)
+                update = event
+                await self._in_session(lambda: self._update(update))
+                self.emit(session_event("session.updated", self.state))
             elif isinstance(event, BufferAppend):
-                self.emit_live(self.session.append(decode_audio(event)))
+                audio = pcm or b""
+                self.emit_live(await self._in_session(lambda: self.session.append(audio), large))
             elif isinstance(event, BufferCommit):
-                self.emit_live(self.session.commit())
+                self.emit_live(await self._in_session(self.session.commit))
             elif isinstance(event, BufferClear):
-                self.emit_live(self.session.clear())
+                self.emit_live(await self._in_session(self.session.clear))
         except ProtocolError as e:
             self.emit(protocol_error_event(e))
         except EmptyCommit as e:
@@ -291,8 +371,8 @@ class _Connection:
             self.emit(error_event(str(e), code="input_audio_buffer_full", client_event_id=event_id))
         except InvalidRequest as e:
             self.emit(error_event(str(e), code="invalid_value", client_event_id=event_id))
-        except Exception:
-            logger.exception("live session %s: an event could not be handled", self.state.id)
+        except Exception as e:  # its frames are logged, never its message (it may quote audio)
+            log_unexpected(e, f"live session {self.state.id}")
             self.emit(
                 error_event(
                     "the server could not handle this event",
@@ -315,7 +395,6 @@ class _Connection:
             )
         self.state = state
         self.session.update(state.config())
-        self.emit(session_event("session.updated", state))
 
     async def _watch_idle(self) -> tuple[int, str]:
         """Close the session once neither side has done anything for ``idle_timeout`` s: no
@@ -342,9 +421,10 @@ class _Connection:
             async with self.model.use() as processor:
                 self.processor = processor
                 while True:
-                    job = self.session.next_decode()
+                    # cleared before looking, so an append that lands meanwhile wakes the wait
+                    self.wake.clear()
+                    job = await self._in_session(self.session.next_decode)
                     if job is None:
-                        self.wake.clear()
                         await self.wake.wait()
                         continue
                     self.decoding = True
@@ -379,7 +459,7 @@ class _Connection:
                 type(e).__name__,
             )
             message = str(e) if isinstance(e, WorkerError) else "transcription failed"
-            return self.session.fail(job, message)
+            return await self._in_session(lambda: self.session.fail(job, message))
         logger.debug(
             "live session %s: %s decode of %.1f s in %.2f s",
             self.state.id,
@@ -387,4 +467,4 @@ class _Connection:
             job.seconds,
             time.perf_counter() - started,
         )
-        return self.session.apply(job, transcript)
+        return await self._in_session(lambda: self.session.apply(job, transcript))
