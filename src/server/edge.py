@@ -142,8 +142,13 @@ def _methods_for(scope: Scope) -> set[str]:
 
 async def abort_downloads_on_exit(servers: Sequence[uvicorn.Server], poll: float = 0.2) -> None:
     """Wait until any of ``servers`` begins to shut down, then end the downloads under way
-    (and refuse new ones). Run beside the servers; cancel it when they return."""
+    and refuse new ones until this task is cancelled (when the servers have returned: a
+    process that serves again, as tests do, downloads again)."""
     resume_downloads()
-    while not any(server.should_exit for server in servers):
-        await asyncio.sleep(poll)
-    await asyncio.to_thread(abort_downloads)
+    try:
+        while not any(server.should_exit for server in servers):
+            await asyncio.sleep(poll)
+        await asyncio.to_thread(abort_downloads)
+        await asyncio.Event().wait()
+    finally:
+        resume_downloads()
