@@ -244,9 +244,22 @@ class WhisperProcessor:
         self, samples: np.ndarray, options: DecodeOptions, *, priority: Priority = "live"
     ) -> Transcript:
         """One whole decode of samples already in memory (16 kHz mono float32), holding the
-        model throughout: for live sessions' short decodes, which go before file steps."""
+        model throughout: for live sessions' short decodes, which go before file steps. As for
+        a file, segments are clipped to the audio and a decode that runs out of memory is
+        retried once with beam size 1."""
         with self.gate.hold(priority):
-            return self.engine.transcribe(samples, options)
+            try:
+                transcript = self.engine.transcribe(samples, options)
+            except (ModelError, RuntimeError) as e:  # the runtime's own error, unwrapped here
+                if not is_out_of_memory(e):
+                    raise
+                logger.warning("live decode: out of memory; retrying once with beam size 1")
+                release_memory()
+                transcript = self.engine.transcribe(samples, _lighter(options))
+        duration = len(samples) / SAMPLE_RATE
+        return replace(
+            transcript, segments=tuple(clip_segment(s, duration) for s in transcript.segments)
+        )
 
     def detect_language(
         self,

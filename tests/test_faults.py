@@ -185,3 +185,20 @@ def test_out_of_memory_is_recognised_through_an_engine_wrapper() -> None:
             raise ModelError("transcription failed: OutOfMemoryError") from e
     except ModelError as wrapped:
         assert is_out_of_memory(wrapped)
+
+
+def test_a_live_decode_that_runs_out_of_memory_is_retried_once(
+    inject: Any, handler_module: ModuleType, jfk: Clip
+) -> None:
+    """The live sessions' contract (``decode_samples``) has the file decode's retry too."""
+    from src.audio.decode import decode_audio
+    from src.engines.base import DecodeOptions
+
+    samples = decode_audio(jfk.path)
+    faulty = inject(RuntimeError(CT2_OOM))
+    options = DecodeOptions(language="en", beam_size=5, vad_filter=False)
+    transcript = handler_module.get_processor().decode_samples(samples, options)
+    assert wer(jfk.text, transcript.text) <= 0.05
+    assert all(s.end <= len(samples) / 16000 for s in transcript.segments)
+    beams = [call["beam_size"] for call in faulty.generate_calls]
+    assert beams[0] == 5 and set(beams[1:]) == {1}
