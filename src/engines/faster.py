@@ -206,7 +206,7 @@ class FasterWhisperEngine:
             condition_on_previous_text=False,
             fill_gaps=False,
         )
-        return [shifted(s, start) for s in self.decode_sequential(piece, alone).segments]
+        return [shifted(s, start) for s in self.fitted.decode(piece, alone).segments]
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
         return self.decode(audio, options).collect()
