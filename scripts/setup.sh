@@ -24,6 +24,7 @@ pip() { .venv/bin/python -m pip --quiet --disable-pip-version-check "$@" 2> >(gr
 pip install torch==2.13.0
 pip install --no-deps openai-whisper==20250625
 pip install -r builder/requirements.txt -r builder/requirements-openai-whisper.txt -r requirements-dev.txt
+pip install --no-deps -r requirements-dev-nodeps.txt
 # the client, editable: its own package (client/pyproject.toml), with its own pins
 pip install --editable "./client[serve]"
 .venv/bin/python -c "import faster_whisper, whisper, runpod, torch" \
