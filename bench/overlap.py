@@ -20,7 +20,9 @@ the first byte, then 2 MB/s. The same model (loaded once) runs:
 
 "same transcripts" counts the jobs whose text is the same with and without overlap (each mode's
 text is compared with the one-at-a-time run of the same door and input). The machine may be
-shared: compare the rows of one run.
+shared, so each door and input runs four times in the order one, overlap, overlap, one (ABBA):
+a load that rises or falls during the pair weighs on both modes alike. Jobs per minute is over
+both runs of a mode, latencies are the median and the worst of both.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Clip:
 
 @dataclass
 class Run:
+    """One mode's runs together (both halves of the ABBA order)."""
+
     door: str
     source: str
     concurrency: int
@@ -66,7 +70,13 @@ class Run:
 
     @property
     def jobs_per_minute(self) -> float:
-        return 60.0 * len(self.texts) / self.wall
+        return 60.0 * len(self.latencies) / self.wall
+
+    def add(self, other: Run) -> Run:
+        """This run and ``other`` (the same mode) as one; the texts are the first run's."""
+        wall = self.wall + other.wall
+        latencies = self.latencies + other.latencies
+        return Run(self.door, self.source, self.concurrency, wall, latencies, self.texts)
 
 
 def clips(count: int) -> list[Clip]:
@@ -286,19 +296,21 @@ def main() -> None:
         f"; HTTP: {args.clients} clients"
     )
     print(
-        "| door | input | jobs at once | wall s | jobs/min | vs one at a time | "
+        "| door | input | jobs at once | wall s (2 runs) | jobs/min | vs one at a time | "
         "latency median s | latency max s | same transcripts |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for door in doors:
         for source in ("url", "base64") if door == "queue" else ("url", "upload"):
-            runs = []
-            for concurrency in (1, args.jobs):
+            done: dict[int, Run] = {}
+            for concurrency in (1, args.jobs, args.jobs, 1):  # ABBA
                 if door == "queue":
-                    runs.append(queue_run(files, source, concurrency, server))
+                    run = queue_run(files, source, concurrency, server)
                 else:
-                    runs.append(http_run(files, source, concurrency, args.clients, server))
-                print(_row(runs[-1], runs[0]), flush=True)
+                    run = http_run(files, source, concurrency, args.clients, server)
+                done[concurrency] = done[concurrency].add(run) if concurrency in done else run
+            print(_row(done[1], done[1]), flush=True)
+            print(_row(done[args.jobs], done[1]), flush=True)
 
 
 if __name__ == "__main__":

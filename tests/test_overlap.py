@@ -157,3 +157,39 @@ def test_a_stopped_job_frees_its_share_and_leaves_nothing_behind(
     assert wer(jfk.text, other["transcription"]["text"]) < 0.15
     assert overlapping.budget.held == 0
     assert list(private_tmp.iterdir()) == []
+
+
+def test_streaming_jobs_at_once_each_stream_their_own_segments(
+    handler_module: ModuleType, overlapping: WhisperProcessor, manifest: list[Clip]
+) -> None:
+    """The streaming worker with overlap: RunPod's generator runner over the async twin."""
+    from runpod.serverless.modules.rp_job import run_job_generator
+
+    clips = _clips(manifest)[:2]
+    jobs = [_job(f"stream-{n}", {"base64": b64_file(c.path)}) for n, c in enumerate(clips)]
+
+    async def stream(job: dict[str, Any]) -> list[dict[str, Any]]:
+        gen = run_job_generator(handler_module.concurrent_stream_handler, job)
+        return [item["output"] async for item in gen]
+
+    async def together() -> list[list[dict[str, Any]]]:
+        return list(await asyncio.gather(*(stream(job) for job in jobs)))
+
+    for clip, job, items in zip(clips, jobs, asyncio.run(together()), strict=True):
+        alone = list(handler_module.stream_handler(job))
+        assert _without_timings(items) == _without_timings(alone)
+        *segments, last = items
+        assert last["type"] == "result" and all(s["type"] == "segment" for s in segments)
+        assert wer(clip.text, last["output"]["transcription"]["text"]) < 0.3
+
+
+def _without_timings(items: list[dict[str, Any]]) -> list[Any]:
+    """The items without what differs from run to run (wall-clock timings)."""
+    out = []
+    for item in items:
+        if item.get("type") == "result":
+            output = {k: v for k, v in item["output"].items() if k != "metadata"}
+            out.append({"type": "result", "output": output})
+        else:
+            out.append(item)
+    return out
