@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.live --model base --device cuda
     .venv/bin/python -m bench.live --sessions 4 --limit 12          # 4 speakers at once
     .venv/bin/python -m bench.live --sessions 4 --limit 12 --with-file long   # and a file job
+    .venv/bin/python -m bench.live --semantic       # semantic_vad: bench/semantic_vad.py
 
 The server runs as it does in production (``WORKER_MODE=http python handler.py``, a process of
 its own); the client is the official ``openai`` SDK's realtime connection
@@ -359,7 +360,7 @@ def main() -> None:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=0, help="the first N clips (0: all)")
-    parser.add_argument("--gap", type=float, default=1.5, help="seconds of silence around clips")
+    parser.add_argument("--gap", type=float, default=None, help="seconds of silence around clips")
     parser.add_argument("--sessions", type=int, default=1, help="concurrent sockets")
     parser.add_argument(
         "--stagger", type=float, default=1.3, help="seconds between the sessions' starts"
@@ -380,7 +381,21 @@ def main() -> None:
     parser.add_argument(
         "--server-log", default="WARNING", help="the server's LOG_LEVEL (DEBUG: every decode)"
     )
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="semantic_vad per eagerness against server_vad, on clips with a mid-sentence pause",
+    )
+    parser.add_argument("--pause-ms", type=int, default=600, help="with --semantic: the pause")
     args = parser.parse_args()
+    args.gap_given = args.gap is not None
+    if args.gap is None:
+        args.gap = 1.5
+    if args.semantic:
+        from bench.semantic_vad import run
+
+        run(args)
+        return
 
     every = manifest_items()
     items = [i for i in every if not i.name.startswith("long:")]
