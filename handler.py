@@ -38,7 +38,7 @@ os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 from src.config import Environment, Settings
 from src.errors import WorkerError
 from src.formats import segment_dict
-from src.jobs import JobEvent, JobOutput, SegmentEvent, job_events
+from src.jobs import JobEvent, JobFailed, JobOutput, SegmentEvent, job_events
 from src.logging_setup import configure_logging, quiet_runpod_sdk
 from src.processor import WhisperProcessor
 from src.progress import ProgressTracker
@@ -67,21 +67,19 @@ def _short_id(job: dict[str, Any]) -> str:
 
 
 def _events(job: dict[str, Any]) -> Iterator[JobEvent]:
-    """Parse and run one job as events; every exception becomes a last
-    ``JobOutput({"error": message})`` here."""
+    """Parse and run one job as events; every exception becomes a last ``JobFailed`` here."""
     job_id = _short_id(job)
     try:
         parsed = parse_request(job.get("input"))
         yield from job_events(get_processor(), parsed, job_id=job_id)
     except WorkerError as e:
         logger.info("job %s failed: %s", job_id, type(e).__name__)
-        yield JobOutput({"error": str(e)})
+        yield JobFailed(str(e))
     except Exception as e:  # a bug or a fault we did not foresee: keep the worker up
         # The frames, never the message: an exception's text can quote a URL or transcript.
         frames = "".join(traceback.format_tb(e.__traceback__))
         logger.error("job %s: unexpected %s\n%s", job_id, type(e).__name__, frames)
-        message = f"internal error ({type(e).__name__}); the job was not completed"
-        yield JobOutput({"error": message})
+        yield JobFailed(f"internal error ({type(e).__name__}); the job was not completed")
 
 
 def job_updates(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -95,7 +93,7 @@ def job_updates(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
             if report is not None:
                 yield {"progress": report}
         else:
-            yield {"output": event.output}
+            yield {"output": _output(event)}
 
 
 class _Outcome:
@@ -107,8 +105,8 @@ class _Outcome:
         self.output: dict[str, Any] = {}
 
     def take(self, event: JobEvent) -> None:
-        if isinstance(event, JobOutput):
-            self.output = event.output
+        if not isinstance(event, SegmentEvent):
+            self.output = _output(event)
             return
         report = self._tracker.update(event)
         if report is not None and self._report is not None:
@@ -169,11 +167,18 @@ async def concurrent_stream_handler(job: dict[str, Any]) -> AsyncIterator[dict[s
             yield _stream_item(event)
 
 
+def _output(event: JobOutput | JobFailed) -> dict[str, Any]:
+    """What RunPod gets as the job's output: the output dict, or ``{"error": message}``."""
+    if isinstance(event, JobFailed):
+        return {"error": event.message}
+    return event.output
+
+
 def _stream_item(event: JobEvent) -> dict[str, Any]:
     if isinstance(event, SegmentEvent):
         return {"type": "segment", "file": event.file, "segment": segment_dict(event.segment)}
-    if "error" in event.output:
-        return {"error": event.output["error"]}
+    if isinstance(event, JobFailed):
+        return {"error": event.message}
     return {"type": "result", "output": event.output}
 
 

@@ -2,10 +2,11 @@
 
 ``job_events`` is the queue door's pipeline: a ``SegmentEvent`` for each segment as soon as it is
 final (with where it stands among the job's files), then one ``JobOutput`` holding the job's
-output dict. ``handler.py`` turns the events into progress reports or ``/stream`` items, the
-native HTTP route into its reply or Server-Sent Events. A several-files job (``audios``) never fails as a whole for one bad
-file: that file's entry carries its error and the others their results; the files share one
-download budget (``MAX_DOWNLOAD_BYTES``).
+output dict. ``handler.py`` turns the events into progress reports or ``/stream`` items (and a
+failure into a last ``JobFailed``), the native HTTP route into its reply or Server-Sent Events.
+A several-files job (``audios``) never fails as a whole for one bad file: that file's entry
+carries its error and the others their results; the files share one download budget
+(``MAX_DOWNLOAD_BYTES``).
 """
 
 from __future__ import annotations
@@ -44,10 +45,31 @@ class JobOutput:
     output: dict[str, Any]
 
 
-JobEvent = SegmentEvent | JobOutput
+@dataclass(frozen=True)
+class JobFailed:
+    """The job failed as a whole: what the caller may read (never a traceback). The queue
+    door's own last event (``handler.py``); ``job_events`` raises instead."""
+
+    message: str
 
 
-def job_events(processor: WhisperProcessor, job: Job, *, job_id: str = "-") -> Iterator[JobEvent]:
+#: what ``job_events`` yields
+JobProgress = SegmentEvent | JobOutput
+#: what the queue door's consumers read: the job's events, or its failure last
+JobEvent = SegmentEvent | JobOutput | JobFailed
+
+
+@dataclass(frozen=True)
+class _FileDone:
+    """One file's output and the bytes of audio it fetched (its share of the job's budget)."""
+
+    output: dict[str, Any]
+    input_bytes: int
+
+
+def job_events(
+    processor: WhisperProcessor, job: Job, *, job_id: str = "-"
+) -> Iterator[JobProgress]:
     """The job's events. Raises ``WorkerError`` for a one-file job that fails."""
     request = job.request
     if request.audios is not None:
@@ -59,7 +81,7 @@ def job_events(processor: WhisperProcessor, job: Job, *, job_id: str = "-") -> I
         if isinstance(event, SegmentEvent):
             yield event
         else:
-            output = event[0]
+            output = event.output
     yield JobOutput(output)
 
 
@@ -72,12 +94,12 @@ def _one(
     index: int,
     count: int,
     max_bytes: int | None,
-) -> Iterator[SegmentEvent | tuple[dict[str, Any], int]]:
+) -> Iterator[SegmentEvent | _FileDone]:
     """One file's segment events, then its output and the bytes of audio it fetched."""
     options = job.request.options
     if options.task == "detect_language":
         detected = processor.detect_language(audio, options, job_id=job_id, max_bytes=max_bytes)
-        yield language_response(detected), detected.input_bytes
+        yield _FileDone(language_response(detected), detected.input_bytes)
         return
     events = processor.events(
         audio,
@@ -90,7 +112,7 @@ def _one(
         if isinstance(event, SegmentDecoded):
             yield SegmentEvent(event.segment, event.duration, name, index, count)
         elif isinstance(event, JobResult):
-            yield build_response(event, options, job.compat), event.input_bytes
+            yield _FileDone(build_response(event, options, job.compat), event.input_bytes)
 
 
 def _several(
@@ -99,7 +121,7 @@ def _several(
     audios: list[NamedAudio],
     options: TranscribeOptions,
     job_id: str,
-) -> Iterator[JobEvent]:
+) -> Iterator[JobProgress]:
     started = time.perf_counter()
     budget = processor.settings.download.max_bytes
     results: list[dict[str, Any]] = []
@@ -119,9 +141,8 @@ def _several(
                 if isinstance(event, SegmentEvent):
                     yield event
                 else:
-                    output, used = event
-                    entry.update(output)
-                    budget -= used
+                    entry.update(event.output)
+                    budget -= event.input_bytes
         except WorkerError as e:
             logger.info("job %s: file %d failed: %s", job_id, index, type(e).__name__)
             entry["error"] = str(e)

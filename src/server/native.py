@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from src.formats import segment_dict
-from src.jobs import JobEvent, JobOutput, SegmentEvent, job_events
+from src.jobs import JobOutput, JobProgress, SegmentEvent, job_events
 from src.processor import WhisperProcessor
 from src.request import Job, parse_request
 from src.server.auth import require_api_key
@@ -47,7 +47,7 @@ def _parse(body: bytes) -> Job:
     return parse_request(job["input"])
 
 
-def _item(event: JobEvent) -> dict[str, Any]:
+def _item(event: JobProgress) -> dict[str, Any]:
     if isinstance(event, SegmentEvent):
         return {"type": "segment", "file": event.file, "segment": segment_dict(event.segment)}
     return {"type": "result", "output": event.output}
@@ -60,16 +60,16 @@ async def _receive(request: Request, call: Call) -> Job:
     return _parse(await read_body(request, limit, "input"))
 
 
-def _events(job: Job, processor: WhisperProcessor, call: Call) -> Iterator[JobEvent]:
+def _events(job: Job, processor: WhisperProcessor, call: Call) -> Iterator[JobProgress]:
     return job_events(processor, job, job_id=call.request_id)
 
 
-async def _items(job: Job, events: AsyncIterator[JobEvent]) -> AsyncIterator[dict[str, Any]]:
+async def _items(job: Job, events: AsyncIterator[JobProgress]) -> AsyncIterator[dict[str, Any]]:
     async for event in events:
         yield _item(event)
 
 
-async def _reply(job: Job, events: AsyncIterator[JobEvent], call: Call) -> Response:
+async def _reply(job: Job, events: AsyncIterator[JobProgress], call: Call) -> Response:
     async for event in events:
         if isinstance(event, JobOutput):
             logger.info("request %s: job done", call.request_id)
@@ -79,7 +79,7 @@ async def _reply(job: Job, events: AsyncIterator[JobEvent], call: Call) -> Respo
 
 @router.post("/v1/jobs", response_model=None)
 async def run(request: Request, stream: bool = False) -> Response:
-    door: Door[Job, JobEvent] = Door(
+    door: Door[Job, JobProgress] = Door(
         receive=_receive,
         events=_events,
         streams=lambda _: stream,
