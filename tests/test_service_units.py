@@ -79,11 +79,9 @@ def test_file_steps_go_by_their_jobs_arrival_not_by_the_steps() -> None:
             threads.append(thread)
             _wait_for(lambda n=name: n in waiting)  # type: ignore[misc]
             time.sleep(0.02)
-        assert gate.waiting == 3
     for thread in threads:
         thread.join(5)
     assert order == ["early-step", "late-step", "new-job"]
-    assert gate.waiting == 0
 
 
 # -- the audio budget ---------------------------------------------------------------------------

@@ -10,9 +10,12 @@ other holds anything, so one file as long as the limit still runs.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
 
 
 class Reservation:
@@ -46,6 +49,13 @@ class AudioBudget:
         """Hold ``seconds`` (at most the whole budget) for the block, waiting until they fit."""
         seconds = min(max(seconds, 0.0), self.max_seconds)
         with self._cond:
+            if self._holders and self._held + seconds > self.max_seconds:
+                logger.info(
+                    "a job waits for %.0f s of audio to fit: %.0f of %.0f s held",
+                    seconds,
+                    self._held,
+                    self.max_seconds,
+                )
             self._cond.wait_for(
                 lambda: self._holders == 0 or self._held + seconds <= self.max_seconds
             )

@@ -38,12 +38,6 @@ class ModelGate:
         """A job's rank: taken when it arrives, given to each of its ``hold`` calls."""
         return next(self._arrivals)
 
-    @property
-    def waiting(self) -> int:
-        """Callers waiting for the model now."""
-        with self._cond:
-            return sum(len(line) for line in self._waiting.values())
-
     @contextmanager
     def hold(self, priority: Priority = "file", rank: int | None = None) -> Iterator[None]:
         """Hold the model for the block; ``rank`` orders file steps (default: a new arrival)."""
