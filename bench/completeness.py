@@ -86,7 +86,7 @@ def worker(model: str) -> Callable[[np.ndarray], tuple[str, int]]:
         if "error" in result:
             raise RuntimeError(result["error"])
         decode = result["metadata"]["decode"]
-        return str(result["text"]), int(decode.get("regions_redecoded", 0))
+        return str(result["transcription"]["text"]), int(decode.get("regions_redecoded", 0))
 
     run(np.zeros(SAMPLE_RATE, dtype=np.float32))  # load the model before timing
     return run

@@ -47,7 +47,7 @@ def run(
 
     stats = CoverageStats()
     options = DecodeOptions(word_timestamps=word_timestamps)
-    fill = CoverageFill(regions, redecode, options, stats, duration)
+    fill = CoverageFill(regions, redecode, options, stats, duration, first_id=0)
     return list(fill.run(iter(decoded))), stats, asked
 
 
@@ -106,3 +106,21 @@ def test_covered_speech_is_never_decoded_again() -> None:
     out, stats, asked = run([(0.4, 3.6)], decoded)
     assert asked == [] and stats.redecoded == 0
     assert [s.text for s in out] == [" a b", " c."]
+
+
+def test_a_sentence_written_twice_is_decoded_again_where_it_came_first() -> None:
+    """Whisper writes the later sentence twice, the first time over another speaker's words:
+    the first copy's span is decoded on its own and what it really holds replaces it."""
+    first = segment(("the", 2.3, 2.5), ("far", 2.6, 3.0), ("horizon.", 3.1, 4.0))
+    second = segment(("the", 8.0, 8.2), ("far", 8.3, 8.6), ("horizon.", 8.7, 9.5))
+    really = segment(("cabbage", 2.4, 3.0), ("juice", 3.1, 3.5), ("changes.", 3.6, 4.0))
+    out, stats, asked = run([(2.2, 4.1), (7.9, 9.6)], [first, second], {(2.3, 4.0): [really]})
+    assert [s.text for s in out] == [" cabbage juice changes.", " the far horizon."]
+    assert stats.redecoded == 1 and len(asked) == 1
+
+
+def test_a_repeat_the_model_cannot_hear_again_is_dropped() -> None:
+    first = segment(("the", 2.3, 2.5), ("far", 2.6, 3.0), ("horizon.", 3.1, 4.0))
+    second = segment(("the", 8.0, 8.2), ("far", 8.3, 8.6), ("horizon.", 8.7, 9.5))
+    out, _, _ = run([(7.9, 9.6)], [first, second])
+    assert [s.text for s in out] == [" the far horizon."]

@@ -25,7 +25,9 @@ reports it.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -57,6 +59,9 @@ PAD_S = 0.4
 #: a word longer than this covers only this much of its span (from its start): an aligned word
 #: stretched over a pause must not hide the speech after it
 MAX_WORD_S = 2.0
+
+#: a segment whose text the next segment repeats, this many words or more, is decoded again
+MIN_REPEAT_WORDS = 3
 
 #: decodes a stretch of the file on its own: (start, end) seconds -> segments with words, on
 #: the file's timeline
@@ -108,7 +113,9 @@ class CoverageFill:
         options: DecodeOptions,
         stats: CoverageStats,
         duration: float,
+        first_id: int = 1,
     ) -> None:
+        self._first_id = first_id
         self._regions = regions
         self._redecode = redecode
         self._options = options
@@ -117,18 +124,25 @@ class CoverageFill:
 
     def run(self, segments: Iterator[Segment]) -> Iterator[Segment]:
         """``segments`` (with words, in timeline order) with the gaps before, between and after
-        them filled; words dropped again unless the job asked for them; ids renumbered."""
-        next_id = 0
+        them filled; words dropped again unless the job asked for them; ids renumbered from
+        ``first_id`` (the engine's own convention). Each segment waits for the next one: a
+        segment whose text the next one repeats is decoded again first."""
+        next_id = self._first_id
         checked = 0.0  # coverage is settled up to here
+        held: Segment | None = None
         try:
-            for segment in segments:
-                for part in self._filled(segment, checked):
-                    yield self._out(part, next_id)
-                    next_id += 1
-                if segment.words:
-                    checked = max(checked, word_span(segment.words[-1])[1])
-                else:  # no words to go by: its whole span counts as read
-                    checked = max(checked, segment.end)
+            for segment in itertools.chain(segments, [None]):
+                if segment is not None:
+                    segment = self._snapped(segment)
+                if held is None:
+                    held = segment
+                    continue
+                for found in self._checked(held, segment):
+                    for part in self._filled(found, checked):
+                        yield self._out(part, next_id)
+                        next_id += 1
+                    checked = max(checked, _covered_until(found))
+                held = segment
             for part in self._gap_segments(self._gaps([], checked, self._duration)):
                 yield self._out(part, next_id)
                 next_id += 1
@@ -136,6 +150,52 @@ class CoverageFill:
             close = getattr(segments, "close", None)
             if close is not None:
                 close()
+
+    def _snapped(self, segment: Segment) -> Segment:
+        """The segment with its words' edges moved out of silence. An aligned word often starts
+        long before its speech (stretched back over the pause before it) or ends long after
+        it. A word edge outside every region moves to the edge of the nearest region inside the
+        word; a segment's first word keeps only the last region it spans (it belongs with the
+        words after it), its last word only the first. A word no region touches is left as it
+        is (the VAD may miss soft speech)."""
+        if not segment.words:
+            return segment
+        last = len(segment.words) - 1
+        words = [
+            self._snap_word(w, first=i == 0 and last > 0, final=i == last and last > 0)
+            for i, w in enumerate(segment.words)
+        ]
+        if words == list(segment.words):
+            return segment
+        return replace(segment, start=words[0].start, end=words[-1].end, words=tuple(words))
+
+    def _snap_word(self, word: Word, *, first: bool, final: bool) -> Word:
+        inside = [(s, e) for s, e in self._regions if s < word.end and e > word.start]
+        if not inside:
+            return word
+        if first:
+            inside = inside[-1:]
+        elif final:
+            inside = inside[:1]
+        start = max(word.start, inside[0][0])
+        end = min(word.end, inside[-1][1])
+        if (start, end) == (word.start, word.end) or end <= start:
+            return word
+        return replace(word, start=round(start, 3), end=round(end, 3))
+
+    def _checked(self, segment: Segment, following: Segment | None) -> list[Segment]:
+        """The segment, or what its span gives decoded on its own when the next segment
+        repeats its text: Whisper writes a later sentence twice, the first time over another
+        speaker's words, and aligns it there (the words then seem to cover that speech)."""
+        if following is None or not segment.words or not _repeats(segment.text, following.text):
+            return [segment]
+        start, end = segment.words[0].start, segment.words[-1].end
+        self.stats.redecoded += 1
+        self.stats.seconds += end - start
+        again = self._decode_gap(start, end)
+        if again:
+            self.stats.filled += 1
+        return again
 
     def _out(self, segment: Segment, index: int) -> Segment:
         words = segment.words if self._options.word_timestamps else None
@@ -191,7 +251,7 @@ class CoverageFill:
                 continue
             kept = [w for w in segment.words or () if start <= (w.start + w.end) / 2 < end]
             if kept:
-                out.extend(split_sentences(_from_words(segment, kept)))
+                out.extend(split_sentences(self._snapped(_from_words(segment, kept))))
         return out
 
     def _rejected(self, segment: Segment) -> bool:
@@ -207,6 +267,26 @@ class CoverageFill:
         return options.log_prob_threshold is None or segment.avg_logprob < (
             options.log_prob_threshold
         )
+
+
+def _covered_until(segment: Segment) -> float:
+    """How far a segment settles coverage: its last word's span, or its end without words."""
+    if segment.words:
+        return word_span(segment.words[-1])[1]
+    return segment.end
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def _repeats(first: str, second: str) -> bool:
+    """Whether one text holds the other (three words or more), as a sentence written twice."""
+    a, b = _words(first), _words(second)
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) < MIN_REPEAT_WORDS:
+        return False
+    return any(long[i : i + len(short)] == short for i in range(len(long) - len(short) + 1))
 
 
 def _from_words(segment: Segment, words: list[Word]) -> Segment:
@@ -228,6 +308,7 @@ def complete(
     num_samples: int,
     redecode: Redecode,
     options: DecodeOptions,
+    first_id: int = 1,
 ) -> Decoding:
     """``decoding`` (decoded with word timings) with its gaps filled as its segments flow; the
     count goes to its info's ``coverage``. ``probabilities`` are the file's drift-free VAD scores
@@ -239,7 +320,7 @@ def complete(
         )
     ]
     stats = CoverageStats()
-    fill = CoverageFill(regions, redecode, options, stats, num_samples / SAMPLE_RATE)
+    fill = CoverageFill(regions, redecode, options, stats, num_samples / SAMPLE_RATE, first_id)
     return Decoding(replace(decoding.info, coverage=stats), fill.run(decoding.segments))
 
 

@@ -231,6 +231,9 @@ class FasterWhisperEngine:
         speech: list[dict[str, int]] | None = None
         samples = audio
         if options.vad_filter:
+            # (decoding each region as a window of its own instead was measured: on the
+            # completeness benchmark's quick set, base, it dropped more utterances, 1 of 52
+            # against none, with WER 7.7% against 5.5%, and took longer)
             scores = speech_probabilities(audio) if scores is None else scores
             found = regions_from_probabilities(scores, vad_options(options.vad), len(audio))
             speech = [{"start": start, "end": end} for start, end in found]

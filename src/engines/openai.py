@@ -230,7 +230,7 @@ class OpenAIWhisperEngine:
                 return []
             return list(self._decode_clip(audio, alone, known, clip[0], duration))
 
-        return complete(decoding, scores, len(audio), redecode, options)
+        return complete(decoding, scores, len(audio), redecode, options, first_id=0)
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
         return self.decode(audio, options).collect()
