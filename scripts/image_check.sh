@@ -3,7 +3,7 @@
 #
 #   bash scripts/image_check.sh [--engine faster-whisper|openai-whisper] [--model tiny.en|base]
 #                               [--dockerfile PATH] [--tag NAME] [--keep]
-#                               [--break copy|module|models]
+#                               [--break copy|module|models] [--no-layers]
 #
 # --break builds a deliberately broken copy of the Dockerfile (a COPY of a missing file; a module
 # the worker imports removed from the image; /models unreadable by uid 1000): the check must fail.
@@ -38,6 +38,9 @@ DOCKERFILE=Dockerfile
 TAG=""
 KEEP=0
 BREAK=""
+# --layers: a layer per step, as docker build makes them (sizes by step, and a cache for the
+# next build); --no-layers: a layer per stage, about half the time with vfs (CI: one fresh build)
+LAYERS=true
 while [ $# -gt 0 ]; do
     case "$1" in
         --engine) ENGINE=$2; shift 2 ;;
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
         --dockerfile) DOCKERFILE=$2; shift 2 ;;
         --tag) TAG=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --no-layers) LAYERS=false; shift ;;
         --break) BREAK=$2; shift 2 ;;
         *) echo "image_check: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -175,7 +179,8 @@ print(f"  {own / 1e6:9.1f} MB  the image without its base ({total / 1e6:.1f} MB 
 print_sizes() {
     local graphroot base_layers
     graphroot=$("${B[@]}" info --format '{{.store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers/storage)
-    base_layers=$("${B[@]}" inspect --type image --format '{{len .OCIv1.RootFS.DiffIDs}}' "$BASE")
+    base_layers=$("${B[@]}" inspect --type image "$BASE" \
+        | "$host_python" -c 'import json, sys; print(len(json.load(sys.stdin)["OCIv1"]["rootfs"]["diff_ids"]))')
     say "size of $1 by layer (uncompressed)"
     "${B[@]}" inspect --type image "$1" \
         | "$host_python" -c "$SIZES_PY" "$graphroot/vfs-layers/layers.json" "$base_layers"
@@ -195,22 +200,31 @@ BUILD_ARGS=(--build-arg "WHISPER_ENGINE=$ENGINE" --build-arg "WHISPER_MODEL=$MOD
 if [ -n "${IMAGE_CHECK_TORCH_INDEX_URL:-}" ]; then
     BUILD_ARGS+=(--build-arg "TORCH_INDEX_URL=$IMAGE_CHECK_TORCH_INDEX_URL")
 fi
+if [ "${IMAGE_CHECK_SKIP_BUILD:-0}" = 1 ] && "${B[@]}" inspect --type image "$TAG" >/dev/null 2>&1; then
+    say "using the image built before: $TAG"
+else
 say "building $DOCKERFILE for $ENGINE with $MODEL from the package index (log: $CACHE/build-$ENGINE.log)"
 build_started=$(date +%s)
-if ! "${B[@]}" bud --isolation chroot --pull=never --layers -f "$DOCKERFILE" -t "$TAG" \
+if ! "${B[@]}" bud --isolation chroot --pull=never --layers="$LAYERS" -f "$DOCKERFILE" -t "$TAG" \
     "${BUILD_ARGS[@]}" "${MOUNTS[@]}" . >"$CACHE/build-$ENGINE.log" 2>&1; then
     tail -25 "$CACHE/build-$ENGINE.log" >&2
     fail "the image does not build"
 fi
 say "built $TAG in $(( $(date +%s) - build_started )) s"
+fi
 if [ "${IMAGE_CHECK_STOP_AFTER:-}" = "build" ]; then exit 0; fi
 
 # --- 3. the image's own entry, as its user, without a network ------------------------------------
-config() { "${B[@]}" inspect --type image --format "{{json .OCIv1.Config.$1}}" "$TAG"; }
-USER_SPEC=$(config User | tr -d '"')
+# the image's own settings: its user, its command (one word a line), its working folder
+config() {
+    "${B[@]}" inspect --type image "$TAG" | "$host_python" -c 'import json, sys
+value = json.load(sys.stdin)["OCIv1"]["config"].get(sys.argv[1]) or ""
+print("\n".join(value) if isinstance(value, list) else value)' "$1"
+}
+USER_SPEC=$(config User)
 case "${USER_SPEC%%:*}" in ""|0|root) fail "the image runs as root (USER ${USER_SPEC:-unset})" ;; esac
-mapfile -t CMD < <(config Cmd | "$host_python" -c 'import json, sys; print("\n".join(json.load(sys.stdin)))')
-say "entry: ${CMD[*]} as $USER_SPEC, in ${WORKDIR:-$(config WorkingDir | tr -d '"')}"
+mapfile -t CMD < <(config Cmd)
+say "entry: ${CMD[*]} as $USER_SPEC, in $(config WorkingDir)"
 
 CTR=$("${B[@]}" from --pull=never --quiet "$TAG")
 OUT=$(mktemp -d /tmp/image-check-run.XXXXXX)
