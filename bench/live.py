@@ -134,7 +134,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: str, device: str, log_level: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    model: str, device: str, log_level: str, tree: Path = REPO_ROOT
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The server of the checkout at ``tree`` (this one by default; another, such as a baseline
+    copy, runs with this checkout's models)."""
     port = free_port()
     env = {
         **os.environ,
@@ -144,8 +148,9 @@ def start_server(model: str, device: str, log_level: str) -> tuple[subprocess.Po
         "WHISPER_MODEL": model,
         "DEVICE": device,
         "LOG_LEVEL": log_level,
+        "MODEL_DIR": os.environ.get("MODEL_DIR", str(REPO_ROOT / "models")),
     }
-    process = subprocess.Popen([sys.executable, "handler.py"], cwd=REPO_ROOT, env=env)
+    process = subprocess.Popen([sys.executable, "handler.py"], cwd=tree, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while True:
@@ -376,6 +381,9 @@ def main() -> None:
         help="a file transcribed over and over meanwhile ('long': the 232.6 s long-form clip)",
     )
     parser.add_argument("--no-offline", action="store_true", help="skip the offline WER")
+    parser.add_argument(
+        "--server-tree", type=Path, default=REPO_ROOT, help="run another checkout's server"
+    )
     parser.add_argument("--out", help="append the figures to this JSON-lines file")
     parser.add_argument("--details", action="store_true", help="a row per clip, with the texts")
     parser.add_argument(
@@ -410,7 +418,7 @@ def main() -> None:
     sessions = max(1, args.sessions)
     plans = [session_plan(items, args.gap, k * len(items) // sessions) for k in range(sessions)]
 
-    process, base = start_server(args.model, args.device, args.server_log)
+    process, base = start_server(args.model, args.device, args.server_log, args.server_tree)
     try:
         load_before = os.getloadavg()[0]
         all_events, file_times = asyncio.run(
@@ -435,6 +443,7 @@ def main() -> None:
         "sessions": sessions,
         "silence_duration_ms": args.silence_ms or 500,
         "with_file": os.path.basename(file_path) if file_path else None,
+        "server_tree": str(args.server_tree),
         "audio_seconds": round(len(plans[0][1]) / 2 / RATE, 1),
         **pooled,
         "wer_offline": None if args.no_offline else round(100 * (offline_wer or 0), 2),
