@@ -378,6 +378,20 @@ def test_deltas_come_while_a_long_utterance_is_spoken_and_join_to_the_turn(
         assert wer(completed.transcript, joined_deltas) < 0.2
 
 
+def test_the_first_delta_comes_within_a_second_of_speech(
+    vad_run: tuple[list[tuple[float, LiveEvent]], list[tuple[float, float]]],
+) -> None:
+    """Hypotheses every 0.3 s of new audio (``LivePolicy.decode_every_s``): two of them agree
+    on the first words within a second of audio after the speech began (stream time, decodes
+    run at once: what the policy decides, not how fast this machine is)."""
+    events, _ = vad_run
+    for item_events in by_item(events).values():
+        started = next(e for _, e in item_events if isinstance(e, SpeechStarted))
+        speech = started.audio_start_ms / 1000 + 0.3  # the turn's audio has 300 ms of prefix
+        first = next(t for t, e in item_events if isinstance(e, TranscriptDelta))
+        assert first - speech <= 1.0, (started.item_id, first - speech)
+
+
 def test_manual_commits_without_turn_detection(processor: WhisperProcessor, jfk: Clip) -> None:
     session = LiveSession(SessionConfig(audio_format=AudioFormat("pcm16", SR), turn_detection=None))
     with pytest.raises(EmptyCommit, match="at least 100 ms"):
