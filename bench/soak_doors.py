@@ -82,6 +82,9 @@ class Soak:
         self.hostile_on = threading.Event()
         self.rss_peak = 0.0
         self.rss: list[float] = []
+        self.t0 = time.monotonic()
+        #: (seconds since the start, what, value): RSS samples and /ping latencies
+        self.timeline: list[tuple[float, str, float]] = []
 
     # ---------------------------------------------------------------- normal clients
 
@@ -162,6 +165,7 @@ class Soak:
                 try:
                     client.get(f"{self.base}/ping").raise_for_status()
                     self.phase.ping.append(time.monotonic() - began)
+                    self.timeline.append((began - self.t0, "ping", time.monotonic() - began))
                 except Exception as e:
                     self.phase.failures[f"ping: {type(e).__name__}"] += 1
                 time.sleep(0.1)
@@ -178,6 +182,7 @@ class Soak:
                 return
             mib = rss / MIB
             self.rss.append(mib)
+            self.timeline.append((time.monotonic() - self.t0, "rss", mib))
             self.rss_peak = max(self.rss_peak, mib)
             time.sleep(0.5)
 
@@ -287,6 +292,18 @@ def pcm24k(path: Path) -> bytes:
     return np.frombuffer(raw, dtype="<i2").tobytes()
 
 
+def buckets(timeline: list[tuple[float, str, float]], width: float = 10.0) -> list[str]:
+    """Per ``width`` seconds: the peak RSS (MiB) and the slowest /ping (s)."""
+    rows: dict[int, dict[str, float]] = {}
+    for at, what, value in timeline:
+        row = rows.setdefault(int(at // width), {})
+        row[what] = max(row.get(what, 0.0), value)
+    return [
+        f"{k * width:.0f}s rss {row.get('rss', 0):.0f} ping {row.get('ping', 0):.2f}"
+        for k, row in sorted(rows.items())
+    ]
+
+
 def summary(phase: Phase) -> dict[str, Any]:
     out: dict[str, Any] = {"served": {}, "failed": dict(phase.failures)}
     for kind, values in phase.latencies.items():
@@ -390,6 +407,7 @@ def main() -> int:
     idle = soak.phase
     rss_idle_peak = soak.rss_peak
     soak.phase = Phase("load")
+    hostile_from = time.monotonic() - soak.t0
     soak.hostile_on.set()
     time.sleep(args.load)
     load = soak.phase
@@ -425,6 +443,8 @@ def main() -> int:
         if base_figures:
             ratios[kind] = round(figures["median_s"] / base_figures["median_s"], 2)
     report["median_latency_ratio_load_over_idle"] = ratios
+    report["hostile_from_s"] = round(hostile_from, 1)
+    report["every_10_s"] = buckets(soak.timeline)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -36,6 +36,7 @@ import httpx
 import pytest
 import websockets
 
+import src.server.realtime as realtime
 import src.server.uploads as uploads
 from tests.conftest import REPO_ROOT, Clip
 from tests.server_helpers import RunningServer, free_port, serving
@@ -299,6 +300,7 @@ def test_realtime_refusals(server: RunningServer, caplog: pytest.LogCaptureFixtu
             await ws.send('{"type": "input_audio_buffer.append", "audio": ' + DEEP + "}")
             assert (await _error_event(ws))["code"] in ("invalid_json", "invalid_event")
             # the documented 15 MiB append (24 kHz PCM16 silence) arrives whole
+            realtime._large_pace.tokens = realtime._large_pace.burst
             pcm = bytes(15 * 1024 * 1024)
             event = {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
             await ws.send(json.dumps(event))
@@ -312,6 +314,28 @@ def test_realtime_refusals(server: RunningServer, caplog: pytest.LogCaptureFixtu
     with caplog.at_level("INFO"):
         asyncio.run(run())
     assert not any("RecursionError" in r.getMessage() for r in caplog.records)
+
+
+def test_appends_past_the_pace_are_dropped_and_the_session_goes_on(server: RunningServer) -> None:
+    """Three 12 MB appends at once: the first fits the burst, a later one would wait past
+    MAX_PACE_WAIT and is dropped with an error; the session still answers."""
+    audio = base64.b64encode(bytes(9 * 1024 * 1024)).decode()
+    append = json.dumps({"type": "input_audio_buffer.append", "audio": audio})
+
+    async def run() -> None:
+        async with websockets.connect(
+            _ws_url(server), additional_headers=AUTH, max_size=None
+        ) as ws:
+            for _ in range(3):
+                await ws.send(append)
+            assert (await _error_event(ws))["code"] == "rate_limit_exceeded"
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 60))["type"] != (
+                "input_audio_buffer.cleared"
+            ):
+                pass
+
+    asyncio.run(run())
 
 
 def test_sockets_that_hammer_large_appends_do_not_starve_ping(server: RunningServer) -> None:
@@ -354,8 +378,9 @@ def test_sockets_that_hammer_large_appends_do_not_starve_ping(server: RunningSer
         pinger.join(60)
     assert all(n >= 1 for n in sent)
     assert len(worst) > 20
-    # before the fix /ping took over 10 s; a generous bound that proves it was never starved
-    assert max(worst) < 3.0, max(worst)
+    # before the fix /ping took over 10 s (the VAD of each append ran on the event loop); a
+    # generous bound, for a 2-core machine shared with other work, that proves no starvation
+    assert max(worst) < 5.0, max(worst)
 
 
 # ------------------------------------------------------------------------------------------

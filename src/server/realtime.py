@@ -12,10 +12,11 @@ A connection, in order of what happens:
 2. ``session.created`` with the defaults: 24 kHz PCM16, server VAD (threshold 0.5, 300 ms
    prefix padding, 500 ms silence), the worker's model, language detected.
 3. The client's events are read as they come, at most ``FRAME_RATE`` bytes a second after a
-   first burst of one full frame (``MAX_FRAME_BYTES``, room for one 15 MiB append as base64):
-   past that pace the socket is simply not read until the pace allows, so TCP slows the client
-   and nothing piles up (uvicorn holds one received message a socket until it is read; a
-   client whose pongs stay unread that long is closed by the keepalive). The work of each
+   first burst of one full frame (``MAX_FRAME_BYTES``, room for one 15 MiB append as base64),
+   and frames of ``LARGE_FRAME`` bytes or more of all sessions together at ``LARGE_RATE``:
+   past that pace the socket is not read until the pace allows (TCP slows the client; uvicorn
+   holds one received message a socket), and a frame that would wait over ``MAX_PACE_WAIT``
+   is dropped with an ``error`` (code ``rate_limit_exceeded``) instead. The work of each
    event (JSON parsing, base64, conversion, the VAD) runs in threads, never on the event loop,
    so no number of busy sockets can stall ``/ping`` or other requests: frames of
    ``LARGE_FRAME`` bytes or more one at a time across all sessions (``_large``, which bounds
@@ -223,6 +224,18 @@ class FramePace:
         self.tokens -= size
         return max(0.0, -self.tokens / self.rate)
 
+    def give_back(self, size: int) -> None:
+        """Return what ``delay`` took for a frame that was dropped instead."""
+        self.tokens = min(self.burst, self.tokens + size)
+
+
+#: all sessions' large frames together, in bytes a second (about 22 s of audio a second)
+LARGE_RATE = 1024 * 1024
+#: a frame that would have to wait longer than this for its pace is dropped (an ``error``,
+#: code ``rate_limit_exceeded``), so no socket goes unread long enough to miss its keepalive
+MAX_PACE_WAIT = 10.0
+_large_pace = FramePace(LARGE_RATE, MAX_FRAME_BYTES)
+
 
 def _parse(text: str) -> tuple[ClientEvent, bytes | None]:
     """A frame's event and, for an append, its audio bytes (run in a CPU thread)."""
@@ -329,9 +342,8 @@ class _Connection:
                 return
             text = message.get("text")
             size = len(text if text is not None else message.get("bytes") or b"")
-            delay = self.pace.delay(size)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if not await self._paced(size):
+                continue
             if text is None:
                 self.emit(
                     error_event(
@@ -341,6 +353,29 @@ class _Connection:
                 )
                 continue
             await self._handle(text)
+
+    async def _paced(self, size: int) -> bool:
+        """Wait until the frame's pace allows it (the session's, and for a large frame all
+        sessions'); ``False`` when that would take over ``MAX_PACE_WAIT`` (the frame is
+        dropped with an error event)."""
+        paces = [self.pace, _large_pace] if size >= LARGE_FRAME else [self.pace]
+        delay = max(pace.delay(size) for pace in paces)
+        if delay > MAX_PACE_WAIT:
+            for pace in paces:
+                pace.give_back(size)
+            self.emit(
+                error_event(
+                    f"the event was dropped: this session's events may come at "
+                    f"{FRAME_RATE // 1024} KiB a second after a burst of {MAX_FRAME_BYTES} "
+                    "bytes, and large ones share the server's pace; send audio in smaller "
+                    "appends, at most a few times real time",
+                    code="rate_limit_exceeded",
+                )
+            )
+            return False
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return True
 
     async def _handle(self, text: str) -> None:
         event_id = None
