@@ -3,14 +3,18 @@
     .venv/bin/python -m bench.live --semantic                  # 8 clips, 600 ms pauses
     .venv/bin/python -m bench.live --semantic --limit 12 --pause-ms 800
 
-Each clip gets ``--pause-ms`` of silence inserted between two words in the middle of a sentence
-(a word boundary near its middle where the word before ends without ``.``, ``?`` or ``!``,
-found with faster-whisper's word timings of the clip), and the clips are streamed at real-time
-pace over the Realtime socket (``bench.live.stream``), once per turn detection: ``server_vad``
+Each clip gets a pause of ``--pause-ms`` between two words in the middle of a sentence (a word
+boundary near its middle where the word before ends without ``.``, ``?``, ``!`` or ``,``, found
+with faster-whisper's word timings of the clip; the audio between the two words is replaced by
+that much silence, so the pause is ``--pause-ms`` long, not that plus the words' own gap), and
+the clips are streamed at real-time pace over the Realtime socket (``bench.live.stream``), once
+per turn detection: ``server_vad``
 (OpenAI's defaults, 500 ms of silence) and ``semantic_vad`` with each ``eagerness``. Per mode:
 
-* cut at the pause: utterances that came back as more than one turn (a turn ended inside the
-  sentence);
+* cut at the pause: utterances whose inserted pause ended a turn (a ``speech_stopped`` decided
+  inside it);
+* split: utterances that came back as more than one turn (at the pause or at a pause of their
+  own);
 * turns ended, over all utterances (one per utterance is right);
 * final latency: the last ``completed`` of an utterance minus when its audio ended, median and
   90th percentile (the turn end waits for the eagerness's silence, so this is where eagerness
@@ -59,8 +63,9 @@ _SENTENCE_END = (".", "?", "!")
 class Paused:
     item: Item
     samples: np.ndarray
-    #: where the pause was inserted (seconds into the new clip) and the words either side
+    #: where the pause is (seconds into the new clip) and the words either side
     pause_at: float
+    pause_s: float
     before: str
     after: str
 
@@ -83,11 +88,13 @@ def insert_pause(item: Item, pause_s: float, model: Any) -> Paused | None:
     if not candidates:
         return None
     i = min(candidates, key=lambda k: abs(words[k].start - middle))
-    at = (words[i - 1].end + words[i].start) / 2
-    cut = int(at * 16000)
+    before, after = int(words[i - 1].end * 16000), int(words[i].start * 16000)
+    after = max(after, before)
     silence = np.zeros(int(pause_s * 16000), dtype=np.float32)
-    paused = np.concatenate([samples[:cut], silence, samples[cut:]])
-    return Paused(item, paused, at, words[i - 1].word.strip(), words[i].word.strip())
+    paused = np.concatenate([samples[:before], silence, samples[after:]])
+    return Paused(
+        item, paused, before / 16000, pause_s, words[i - 1].word.strip(), words[i].word.strip()
+    )
 
 
 def plan(paused: list[Paused], gap_s: float) -> tuple[list[Utterance], bytes]:
@@ -101,12 +108,28 @@ def plan(paused: list[Paused], gap_s: float) -> tuple[list[Utterance], bytes]:
     return utterances, to_pcm16(np.concatenate(parts))
 
 
-def mode_figures(utterances: list[Utterance]) -> dict[str, Any]:
+def cut_at_pause(
+    events: list[dict[str, Any]], utterances: list[Utterance], paused: list[Paused]
+) -> list[bool]:
+    """Per utterance: whether a turn end was decided inside its inserted pause."""
+    stops = [
+        e["audio_end_ms"] / 1000 for e in events if e["type"] == "input_audio_buffer.speech_stopped"
+    ]
+    cuts = []
+    for u, p in zip(utterances, paused, strict=True):
+        start = u.audio_start + p.pause_at
+        # decided once the silence waited for had passed: within the pause, or just after it
+        cuts.append(any(start < t <= start + p.pause_s + 0.1 for t in stops))
+    return cuts
+
+
+def mode_figures(utterances: list[Utterance], cuts: list[bool]) -> dict[str, Any]:
     finals = [u.final_latency for u in utterances if u.final_latency is not None]
     wer, _ = scores([(u.item.text, " ".join(t for _, t in u.completed)) for u in utterances])
     return {
         "utterances": len(utterances),
-        "cut_at_pause": sum(len(u.completed) > 1 for u in utterances),
+        "cut_at_pause": sum(cuts),
+        "split": sum(len(u.completed) > 1 for u in utterances),
         "turns": sum(len(u.completed) for u in utterances),
         "without_completed": sum(not u.completed for u in utterances),
         "final_latency_median": median(finals),
@@ -143,7 +166,8 @@ def run(args: argparse.Namespace) -> None:
             utterances, pcm = plan(paused, gap)
             events = asyncio.run(stream(base, utterances, pcm, detection))
             assign(events, utterances)
-            results[name] = mode_figures(utterances)
+            results[name] = mode_figures(utterances, cut_at_pause(events, utterances, paused))
+            results[name]["per_clip"] = [len(u.completed) for u in utterances]
             print(name, results[name], flush=True)
         load_after = os.getloadavg()[0]
     finally:
@@ -154,14 +178,18 @@ def run(args: argparse.Namespace) -> None:
         f"{gap} s between them, model {args.model} on {args.device}; load average "
         f"{load_before:.1f} -> {load_after:.1f}\n"
     )
-    print("| turn detection | cut at the pause | turns | final latency s (median / p90) | WER % |")
-    print("|---|---|---|---|---|")
+    print(
+        "| turn detection | cut at the pause | split | turns | final latency s (median / p90) "
+        "| WER % |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, f in results.items():
         print(
-            f"| {name} | {f['cut_at_pause']}/{f['utterances']} | {f['turns']} | "
+            f"| {name} | {f['cut_at_pause']}/{f['utterances']} | {f['split']} | {f['turns']} | "
             f"{f['final_latency_median']} / {f['final_latency_p90']} | {f['wer']} |"
         )
     if args.details:
-        print("\n| clip | pause between |\n|---|---|")
-        for p in paused:
-            print(f"| {p.item.name} | {p.before} / {p.after} at {p.pause_at:.2f} s |")
+        print("\n| clip | pause between | turns per mode |\n|---|---|---|")
+        for k, p in enumerate(paused):
+            turns = " ".join(str(f["per_clip"][k]) for f in results.values())
+            print(f"| {p.item.name} | {p.before} / {p.after} at {p.pause_at:.2f} s | {turns} |")

@@ -14,7 +14,9 @@ read from its end:
 
 Whisper punctuates a fragment as readily as a sentence ("I went to the store." for a speaker
 about to go on), so ``finished`` alone is weak evidence; the waits below keep ``low`` and
-``medium`` above a 600 ms mid-sentence pause even when the fragment reads as finished, and only
+``medium`` well above a 600 ms mid-sentence pause even when the fragment reads as finished (the
+VAD's pause starts a little before the silence does, as a word's last sound fades: with 800 ms,
+``medium`` ended one turn in eight at such a pause in ``bench/semantic_vad.py``), and only
 ``high`` ends a turn sooner than ``server_vad``'s 500 ms default.
 
 The waits (ms of silence after the speech stops), each capped by OpenAI's documented maximum
@@ -24,7 +26,7 @@ for the eagerness (``low`` 8 s, ``medium`` 4 s, ``high`` 2 s; ``auto`` is ``medi
 eagerness  finished  unknown  unfinished
 =========  ========  =======  ==========
 high       300       600      2000
-medium     800       1200     4000
+medium     1000      1500     4000
 low        1200      2000     8000
 =========  ========  =======  ==========
 """
@@ -59,7 +61,7 @@ class Waits:
 
 WAITS: dict[str, Waits] = {
     "high": Waits(finished=300, unknown=600, unfinished=MAX_WAIT_MS["high"]),
-    "medium": Waits(finished=800, unknown=1200, unfinished=MAX_WAIT_MS["medium"]),
+    "medium": Waits(finished=1000, unknown=1500, unfinished=MAX_WAIT_MS["medium"]),
     "low": Waits(finished=1200, unknown=2000, unfinished=MAX_WAIT_MS["low"]),
 }
 
