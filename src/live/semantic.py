@@ -15,9 +15,10 @@ read from its end:
 Whisper punctuates a fragment as readily as a sentence ("I went to the store." for a speaker
 about to go on), so ``finished`` alone is weak evidence; the waits below keep ``low`` and
 ``medium`` well above a 600 ms mid-sentence pause even when the fragment reads as finished (the
-VAD's pause starts a little before the silence does, as a word's last sound fades: with 800 ms,
-``medium`` ended one turn in eight at such a pause in ``bench/semantic_vad.py``), and only
-``high`` ends a turn sooner than ``server_vad``'s 500 ms default.
+VAD's pause starts a little before the silence does, as a word's last sound fades, so 800 ms
+left too thin a margin), and only ``high`` ends a turn sooner than ``server_vad``'s 500 ms
+default. ``bench/semantic_vad.py`` measures it: no turn cut at a 600 ms pause with ``low``,
+``medium`` or ``auto``.
 
 The waits (ms of silence after the speech stops), each capped by OpenAI's documented maximum
 for the eagerness (``low`` 8 s, ``medium`` 4 s, ``high`` 2 s; ``auto`` is ``medium``):
