@@ -157,6 +157,32 @@ def test_keywords_bias_the_decoder_toward_a_rare_name(
     assert wer(clip.text, biased.text) <= wer(clip.text, plain.text)
 
 
+@pytest.fixture(scope="module")
+def multilingual() -> Iterator[OpenAI]:
+    with serving(model="base", api_key=API_KEY) as running:
+        running.wait_ready()
+        with OpenAI(base_url=running.api, api_key=API_KEY, max_retries=0, timeout=600) as c:
+            yield c
+
+
+def test_several_languages_restrict_the_detection(
+    multilingual: OpenAI, manifest: list[Clip]
+) -> None:
+    """German speech: with German among the candidates it is German; with only French and
+    Spanish offered, the detection picks one of those, never German."""
+    german = next(c for c in manifest if c.path.name == "de_fleurs_004.ogg")
+    among = multilingual.audio.transcriptions.create(
+        file=upload(german), model="gpt-transcribe", languages=["fr", "de"]
+    )
+    assert among.languages is not None and [x.code for x in among.languages] == ["de"]
+    assert wer(german.text, among.text) < 0.5  # base on German: a rough text, in German
+    outside = multilingual.audio.transcriptions.create(
+        file=upload(german), model="gpt-transcribe", languages=["fr", "es"]
+    )
+    assert outside.languages is not None
+    assert [x.code for x in outside.languages] in (["fr"], ["es"])
+
+
 # ----------------------------------------------------------------------------- include[]=logprobs
 
 
