@@ -16,15 +16,15 @@ system decodes the same samples with the language given ("en") and its own defau
 
 For each system: utterances dropped (``conversations.present``: under half of its words in the
 transcript), WER pooled over the conversations (Whisper's English normaliser), wall time and
-its ratio to plain faster-whisper's, measured in this run. Dropped utterances are listed.
+its ratio to plain faster-whisper's, measured in this run (each conversation goes through every
+system in turn, so a change of load on the machine touches them alike). Dropped utterances are
+listed.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import inspect
 import io
 import os
 import time
@@ -80,9 +80,7 @@ def worker(model: str) -> Callable[[np.ndarray], tuple[str, int]]:
                 "options": {"language": "en", "output_format": "text"},
             },
         }
-        result: Any = handler.handler(job)
-        if inspect.isawaitable(result):
-            result = asyncio.run(result)
+        result = handler.handler(job)
         if "error" in result:
             raise RuntimeError(result["error"])
         decode = result["metadata"]["decode"]
@@ -129,29 +127,27 @@ def _model_dir() -> Any:
     return Settings.from_env().model_dir
 
 
-def measure(
-    system: str, run: Callable[[np.ndarray], tuple[str, int]], talks: list[Conversation]
-) -> Outcome:
-    outcome = Outcome(system)
-    for talk in talks:
-        started = time.perf_counter()
-        if system == "one by one":
-            texts = []
-            for u in talk.utterances:
-                first, last = round(u.start * SAMPLE_RATE), round(u.end * SAMPLE_RATE)
-                texts.append(run(talk.samples[first:last])[0])
-            text, redecoded = " ".join(texts), 0
-        else:
-            text, redecoded = run(talk.samples)
-        outcome.seconds += time.perf_counter() - started
-        outcome.redecoded += redecoded
-        outcome.pairs.append((talk.text, text))
-        kept = present(talk.utterances, text)
-        outcome.utterances += len(kept)
-        for u, ok in zip(talk.utterances, kept, strict=True):
-            if not ok:
-                outcome.dropped.append(f"{talk.name} {u.start:6.1f}-{u.end:6.1f} s {u.speaker}")
-    return outcome
+def measure_one(
+    outcome: Outcome, run: Callable[[np.ndarray], tuple[str, int]], talk: Conversation
+) -> None:
+    """One conversation through one system, added to its outcome."""
+    started = time.perf_counter()
+    if outcome.system == "one by one":
+        texts = []
+        for u in talk.utterances:
+            first, last = round(u.start * SAMPLE_RATE), round(u.end * SAMPLE_RATE)
+            texts.append(run(talk.samples[first:last])[0])
+        text, redecoded = " ".join(texts), 0
+    else:
+        text, redecoded = run(talk.samples)
+    outcome.seconds += time.perf_counter() - started
+    outcome.redecoded += redecoded
+    outcome.pairs.append((talk.text, text))
+    kept = present(talk.utterances, text)
+    outcome.utterances += len(kept)
+    for u, ok in zip(talk.utterances, kept, strict=True):
+        if not ok:
+            outcome.dropped.append(f"{talk.name} {u.start:6.1f}-{u.end:6.1f} s {u.speaker}")
 
 
 def main() -> None:
@@ -176,23 +172,28 @@ def main() -> None:
         "openai-whisper": openai_whisper,
         "one by one": worker,
     }
-    rows: list[tuple[str, str, Outcome]] = []
-    for system in args.systems.split(","):
-        run = makers[system](args.model)
-        for group, members in groups.items():
-            outcome = measure(system, run, members)
-            rows.append((system, group, outcome))
-            print(
-                f"  {system:15s} {group:12s} dropped {len(outcome.dropped):3d}/"
-                f"{outcome.utterances:<3d} WER {outcome.wer:5.2f}% {outcome.seconds:7.1f} s",
-                flush=True,
-            )
-            for line in outcome.dropped:
-                print(f"      dropped: {line}", flush=True)
-    plain = {g: o.seconds for s, g, o in rows if s == "faster-whisper"}
+    systems = args.systems.split(",")
+    runs = {system: makers[system](args.model) for system in systems}
+    rows = {(s, g): Outcome(s) for s in systems for g in groups}
+    # conversation by conversation, every system in turn: a machine whose load changes during
+    # the run changes every system's time alike
+    for group, members in groups.items():
+        for talk in members:
+            for system in systems:
+                measure_one(rows[system, group], runs[system], talk)
+            print(f"  {talk.name} done", flush=True)
+    for (system, group), outcome in rows.items():
+        print(
+            f"  {system:15s} {group:12s} dropped {len(outcome.dropped):3d}/"
+            f"{outcome.utterances:<3d} WER {outcome.wer:5.2f}% {outcome.seconds:7.1f} s",
+            flush=True,
+        )
+        for line in outcome.dropped:
+            print(f"      dropped: {line}", flush=True)
+    plain = {g: o.seconds for (s, g), o in rows.items() if s == "faster-whisper"}
     print("\n| system | talks | dropped | WER | time | x plain faster-whisper | re-decoded |")
     print("|---|---|---|---|---|---|---|")
-    for system, group, o in rows:
+    for (system, group), o in rows.items():
         ratio = f"{o.seconds / plain[group]:.2f}" if plain.get(group) else "-"
         share = 100 * len(o.dropped) / max(1, o.utterances)
         print(
