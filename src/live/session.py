@@ -100,6 +100,11 @@ class LivePolicy:
     #: session, tiny.en's WER was 5.8% without, 6.0% with 200 and 5.8% with 1000 characters,
     #: no gain beyond the run-to-run spread; the session's own ``prompt`` is always given
     context_chars: int = 0
+    #: after a hypothesis, the next waits for at least this many times the audio that arrived
+    #: while it was decoded (its lag, in stream time: no clock needed). When several sessions
+    #: share the model, hypotheses queue; backing off keeps each session's share of the model
+    #: bounded, so that finals (which never back off) do not wait behind a queue of hypotheses
+    busy_backoff: float = 2.0
     interim_beam_size: int = 1
     #: None: the engine's default (5)
     final_beam_size: int | None = None
@@ -192,6 +197,8 @@ class LiveSession:
         self._closed: deque[_Turn] = deque()
         self._previous_item: str | None = None
         self._context = ""
+        #: audio that arrived while the latest hypothesis was decoded (``busy_backoff``)
+        self._lag = 0
 
     # -- what the client does ----------------------------------------------------------------
 
@@ -311,7 +318,8 @@ class LiveSession:
             # speech fading: a pause and its speculative final may come next, and a hypothesis
             # started now would hold that decode up
             return None
-        if end - turn.decoded_until >= self.policy.decode_every_s * SAMPLE_RATE:
+        every = max(self.policy.decode_every_s * SAMPLE_RATE, self.policy.busy_backoff * self._lag)
+        if end - turn.decoded_until >= every:
             return self._job("interim", turn, end, self._buffer.slice(turn.start, end))
         return None
 
@@ -326,6 +334,8 @@ class LiveSession:
         if job.kind == "final":
             turn.final = transcript
         else:
+            if job.kind == "interim":
+                self._lag = self._buffer.end - job.end
             before = bool(turn.agreement.committed)
             new = turn.agreement.insert(words_of(transcript.text))
             if new:
