@@ -18,7 +18,7 @@ Slow and hostile clients (load phase only): 6 uploads and 2 JSON bodies that dri
 WebSocket senders looping 12 MB ``append`` + ``clear`` (with the live client, the session cap of
 4), and a stream of garbage: deep JSON, 40 KB headers, an HLS playlist of a local file, requests
 that are not HTTP. ``/ping`` is asked every 0.1 s throughout; the server's resident memory
-(children included: ffmpeg) is sampled every 0.5 s.
+(PSS, children included: ffmpeg) is sampled every 0.5 s.
 
 At the end the server gets SIGTERM; the figures: normal requests served (and failed) in each
 phase, their median and p90 latency and the load/idle ratio, ``/ping``'s worst latency in each
@@ -171,13 +171,15 @@ class Soak:
                 time.sleep(0.1)
 
     def memory(self, pid: int) -> None:
+        """PSS (proportional set size) of the server and its children (ffmpeg): RSS would
+        count a child caught between fork and exec as a second copy of the server."""
         process = psutil.Process(pid)
         while not self.stop.is_set():
             try:
-                rss = process.memory_info().rss
+                rss = process.memory_full_info().pss
                 for child in process.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
-                        rss += child.memory_info().rss
+                        rss += child.memory_full_info().pss
             except psutil.Error:
                 return
             mib = rss / MIB

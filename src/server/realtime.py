@@ -16,7 +16,8 @@ A connection, in order of what happens:
    and frames of ``LARGE_FRAME`` bytes or more of all sessions together at ``LARGE_RATE``:
    past that pace the socket is not read until the pace allows (TCP slows the client; uvicorn
    holds one received message a socket), and a frame that would wait over ``MAX_PACE_WAIT``
-   is dropped with an ``error`` (code ``rate_limit_exceeded``) instead. The work of each
+   is dropped with an ``error`` (code ``rate_limit_exceeded``) instead, the socket then left
+   unread for ``MAX_PACE_WAIT`` (within the keepalive's 20 s). The work of each
    event (JSON parsing, base64, conversion, the VAD) runs in threads, never on the event loop,
    so no number of busy sockets can stall ``/ping`` or other requests: frames of
    ``LARGE_FRAME`` bytes or more one at a time across all sessions (``_large``, which bounds
@@ -372,6 +373,9 @@ class _Connection:
                     code="rate_limit_exceeded",
                 )
             )
+            # and the socket rests unread for a while: a sender that keeps flooding costs the
+            # event loop one frame per MAX_PACE_WAIT, not every frame it can push
+            await asyncio.sleep(MAX_PACE_WAIT)
             return False
         if delay > 0:
             await asyncio.sleep(delay)
