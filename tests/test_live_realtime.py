@@ -271,9 +271,13 @@ def test_garbage_gets_error_events_and_the_session_goes_on(server: RunningServer
                     "session.audio.input.turn_detection.threshold",
                     "invalid_value",
                 ),
-                (
-                    json.dumps(session_update(turn_detection={"type": "semantic_vad"})),
-                    "session.audio.input.turn_detection.type",
+                (  # semantic_vad is served (tests/test_openai_2026.py); a bad eagerness is not
+                    json.dumps(
+                        session_update(
+                            turn_detection={"type": "semantic_vad", "eagerness": "eager"}
+                        )
+                    ),
+                    "session.audio.input.turn_detection.eagerness",
                     "invalid_value",
                 ),
                 (
