@@ -9,6 +9,7 @@ import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -193,3 +194,35 @@ def _without_timings(items: list[dict[str, Any]]) -> list[Any]:
         else:
             out.append(item)
     return out
+
+
+def test_jobs_whose_audio_would_pass_the_budget_wait_their_turn_and_all_finish(
+    handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch, jfk: Clip, private_tmp: Path
+) -> None:
+    """MAX_BUFFERED_AUDIO_SECONDS below two JFK clips (11 s each): the second job's samples wait
+    for the first's to go; every job still completes with its own output."""
+    settings = Settings.from_env(
+        {"WHISPER_MODEL": "tiny.en", "WARM_UP": "false", "MAX_BUFFERED_AUDIO_SECONDS": "15"}
+    )
+    processor = WhisperProcessor(handler_module.get_processor().engine, settings)
+    monkeypatch.setattr(handler_module, "get_processor", lambda: processor)
+    held: list[float] = []
+    reserve = processor.budget.reserve
+
+    @contextmanager
+    def watched(seconds: float) -> Iterator[Any]:
+        with reserve(seconds) as reservation:
+            held.append(processor.budget.held)  # what all jobs hold once this one may go on
+            yield reservation
+
+    monkeypatch.setattr(processor.budget, "reserve", watched)
+
+    async def together() -> list[dict[str, Any]]:
+        jobs = [_job(f"budget-{n}", {"base64": b64_file(jfk.path)}) for n in range(3)]
+        return list(await asyncio.gather(*(handler_module.concurrent_handler(j) for j in jobs)))
+
+    for output in asyncio.run(together()):
+        assert wer(jfk.text, output["transcription"]["text"]) < 0.15
+    assert len(held) == 3 and max(held) <= 15.0  # never two JFK clips' samples at once
+    assert processor.budget.held == 0
+    assert list(private_tmp.iterdir()) == []
