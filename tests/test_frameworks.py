@@ -1,6 +1,8 @@
 """Open-source voice-agent frameworks, each in its default configuration, pointed at this worker
 instead of OpenAI: LiveKit Agents' OpenAI plugin (``livekit-plugins-openai``) and Pipecat's
-OpenAI services (``pipecat-ai``), over ``/v1/audio/transcriptions`` and over the Realtime socket.
+OpenAI services (``pipecat-ai``), over ``/v1/audio/transcriptions`` and over the Realtime socket,
+and the OpenAI Agents SDK's voice pipeline (``openai-agents[voice]``), whose default streamed
+transcription session asks for ``semantic_vad``.
 
 Defaults, as each framework ships them:
 
@@ -10,7 +12,10 @@ Defaults, as each framework ships them:
 - Pipecat ``OpenAISTTService``: ``gpt-transcribe``, language ``en``, the files route with each
   turn's audio as WAV (its ``SegmentedSTTService`` cuts at ``VADUserStoppedSpeakingFrame``).
   ``OpenAIRealtimeSTTService``: ``gpt-realtime-whisper``, ``turn_detection`` null, the buffer
-  committed at each ``VADUserStoppedSpeakingFrame``.
+  committed at each ``VADUserStoppedSpeakingFrame``;
+- OpenAI Agents ``OpenAIVoiceModelProvider().get_stt_model(None)``: ``gpt-transcribe`` over the
+  Realtime socket with ``turn_detection: {"type": "semantic_vad"}`` (its
+  ``DEFAULT_TURN_DETECTION``), 24 kHz audio pushed into a ``StreamedAudioInput``.
 
 The VAD frames a Pipecat transport would make are sent around each utterance; the audio is real
 speech from the benchmark. Each path's pooled WER is within 3 points of the offline route's on
@@ -25,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soxr
 from openai import OpenAI
 
 from tests.conftest import Clip, load_waveform, pooled_wer
@@ -226,3 +232,59 @@ def test_pipecat_realtime_stt_default(
     assert service._settings.model == "gpt-realtime-whisper"
     texts = asyncio.run(_pipecat_run(service, _pipecat_turns(utterances, pause_s=8.0)))
     _check(utterances, texts, offline_wer)
+
+
+# ----------------------------------------------------------------------------------- OpenAI Agents
+
+
+def test_openai_agents_voice_stt_default_semantic_vad(
+    server: RunningServer, utterances: list[Clip], offline_wer: float
+) -> None:
+    import agents
+    from agents.voice import OpenAIVoiceModelProvider, StreamedAudioInput, STTModelSettings
+    from agents.voice.models.openai_stt import DEFAULT_TURN_DETECTION
+
+    assert DEFAULT_TURN_DETECTION == {"type": "semantic_vad"}
+    agents.set_tracing_disabled(True)  # its traces go to OpenAI's servers; nothing else changes
+
+    async def run() -> list[str]:
+        provider = OpenAIVoiceModelProvider(api_key=API_KEY, base_url=server.api)
+        stt = provider.get_stt_model(None)
+        assert stt.model_name == "gpt-transcribe"
+        audio = StreamedAudioInput()
+        session = await stt.create_session(
+            audio,
+            STTModelSettings(),
+            trace_include_sensitive_data=False,
+            trace_include_sensitive_audio_data=False,
+        )
+        turns: list[str] = []
+
+        async def read() -> None:
+            async for text in session.transcribe_turns():
+                turns.append(text)
+
+        reader = asyncio.ensure_future(read())
+        # semantic_vad's auto eagerness waits up to 4 s after a turn that trails off
+        silence = np.zeros(int(4.5 * 24000), dtype=np.float32)
+        pieces = [silence]
+        for clip in utterances:
+            pieces += [soxr.resample(load_waveform(clip.path), RATE, 24000), silence]
+        pcm = (np.clip(np.concatenate(pieces), -1, 1) * 32767).astype(np.int16)
+        step = 2400  # 100 ms
+        for i in range(0, len(pcm), step):
+            await audio.add_audio(pcm[i : i + step])
+            await asyncio.sleep(0.025)  # about 4x real time
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while len(" ".join(turns).split()) < sum(len(c.text.split()) for c in utterances) * 0.8:
+            assert asyncio.get_running_loop().time() < deadline, turns
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.0)  # a last turn may still be settling
+        await session.close()
+        reader.cancel()
+        return turns
+
+    turns = asyncio.run(run())
+    hypothesis = " ".join(turns)
+    reference = " ".join(c.text for c in utterances)
+    assert pooled_wer([(reference, hypothesis)]) <= offline_wer + WER_MARGIN, turns
