@@ -392,6 +392,42 @@ def test_the_first_delta_comes_within_a_second_of_speech(
         assert first - speech <= 1.0, (started.item_id, first - speech)
 
 
+def test_hypotheses_back_off_while_the_model_is_busy(
+    processor: WhisperProcessor, manifest: list[Clip]
+) -> None:
+    """A hypothesis whose decode took 1 s of stream time (audio kept arriving meanwhile, as
+    when other sessions hold the model) makes the next wait for 2 s of new audio, not 0.3 s."""
+    clip = clip_named(manifest, "en_ls-test-clean_1995-1837-0001.wav")  # 8.7 s
+    audio = pcm16(np.concatenate([silence(0.5), load_waveform(clip.path)]))
+    session = LiveSession(SessionConfig(audio_format=AudioFormat("pcm16", SR), language="en"))
+    offset = 0
+
+    def feed(seconds: float) -> None:
+        nonlocal offset
+        end = offset + int(seconds * SR) * 2
+        session.append(audio[offset:end])
+        offset = end
+
+    feed(2.0)
+    job = session.next_decode()
+    assert job is not None and job.kind == "interim"
+    feed(1.0)  # the decode "takes" 1 s: that much audio comes in meanwhile
+    session.apply(job, processor.decode_samples(job.samples, job.options))
+    waited = 0.0
+    while offset < len(audio):
+        feed(CHUNK_SECONDS)
+        waited += CHUNK_SECONDS
+        follow = session.next_decode()
+        if follow is None:
+            continue
+        if follow.kind == "interim":
+            break
+        session.apply(follow, processor.decode_samples(follow.samples, follow.options))
+    # 2 x 1 s of lag counted from the job's end, 1 s of it already there: 1 s more (a pause's
+    # "speech fading" rule may hold it a little longer)
+    assert 0.9 <= waited <= 2.0, waited
+
+
 def test_manual_commits_without_turn_detection(processor: WhisperProcessor, jfk: Clip) -> None:
     session = LiveSession(SessionConfig(audio_format=AudioFormat("pcm16", SR), turn_detection=None))
     with pytest.raises(EmptyCommit, match="at least 100 ms"):
