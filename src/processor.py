@@ -1,4 +1,4 @@
-"""WhisperProcessor: holds the loaded engine and runs one file from audio source to transcript.
+"""WhisperProcessor, the model service: the one owner of the loaded engine, shared by every door.
 
 The engine is loaded once per process (``from_settings``) and warmed up with a short decode, so
 the first real job pays no lazy initialisation. Each job gets its own temporary directory, gone
@@ -9,8 +9,11 @@ engine (twice for a compat job that also asks for a translation).
 has made it final (``SegmentDecoded``, already clipped to the audio and corrected by the job's
 custom vocabulary), then one ``JobResult``. Progress reports, RunPod's ``/stream`` items, the
 HTTP door's server-sent events and the one-shot result are all built from that one iterator.
-The model is held (``ModelGate``) only while the engine computes its next segment, so a live
-session's short decodes run between a long file's steps.
+The model is held (``src/service/gate.py``) only while the engine computes its next segment,
+so a live session's short decodes (``decode_samples``) run between a long file's steps, and
+several jobs overlap: one downloads while another's steps run; among file steps, the job that
+arrived first goes first. The decoded samples of all jobs in flight are bounded together
+(``src/service/budget.py``, ``MAX_BUFFERED_AUDIO_SECONDS``).
 
 Work is bounded twice over: a container that declares more than ``max_audio_seconds`` is refused
 before decoding, and the decode itself stops once that much audio has come out (metadata can
