@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -191,7 +191,7 @@ class WhisperProcessor:
             self.check_supported(options.model_copy(update={"task": "translate"}))
         rank = self.gate.arrival()  # its steps go before those of jobs that came later
         with ExitStack() as held:
-            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held, rank=rank)
+            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held)
             yield from self._transcribe(loaded, options, job_id, also_translate, rank)
 
     def _transcribe(
@@ -276,7 +276,7 @@ class WhisperProcessor:
         check_capability(self.info, "detect_language")
         rank = self.gate.arrival()
         with ExitStack() as held:
-            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held, rank=rank)
+            loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held)
             started = time.perf_counter()
             vad = options.decode_options().vad if options.vad_filter else None
             with self.gate.hold("file", rank):
@@ -296,16 +296,14 @@ class WhisperProcessor:
         *,
         max_bytes: int | None = None,
         held: ExitStack | None = None,
-        rank: int | None = None,
     ) -> LoadedAudio:
         """Download (or decode base64) into a per-job temp dir, then decode once to samples.
 
         With ``held``, the samples' share of the audio budget is reserved (waiting while the
         other jobs in flight hold too much) before ffmpeg decodes, and stays until ``held``
-        closes: the caller keeps it while it uses the samples. On a CPU-only worker, ffmpeg's
-        decode takes its turn at the gate like a model step (as job ``rank``): there the model
-        and ffmpeg share the same cores, and running both at once only slows the model (its
-        threads wait on each other); downloads, which wait on the network, always overlap."""
+        closes: the caller keeps it while it uses the samples. The download and ffmpeg's decode
+        never hold the model: they run while other jobs' steps do (on a CPU-only worker too,
+        where they share its cores: bench/README.md, "Jobs that overlap", measured both)."""
         limits = self.settings.download
         if max_bytes is not None:
             limits = replace(limits, max_bytes=min(limits.max_bytes, max_bytes))
@@ -319,21 +317,14 @@ class WhisperProcessor:
             if held is not None:
                 expected = declared or self.settings.max_audio_seconds
                 reservation = held.enter_context(self.budget.reserve(expected))
-            with self._cpu_turn(rank):
-                samples = decode_audio(
-                    path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
-                )
+            samples = decode_audio(
+                path, denoise=options.denoise, max_seconds=self.settings.max_audio_seconds
+            )
         decoded = time.perf_counter()
         self._check_duration(samples)
         if reservation is not None:
             reservation.shrink(len(samples) / SAMPLE_RATE)
         return LoadedAudio(samples, size, downloaded - started, decoded - downloaded)
-
-    def _cpu_turn(self, rank: int | None) -> AbstractContextManager[None]:
-        """The gate's turn for CPU work beside the model, where the model runs on the CPU."""
-        if self.info.device != "cpu":
-            return nullcontext()
-        return self.gate.hold("file", rank)
 
     def _diarize(
         self, samples: np.ndarray, transcript: Transcript, options: TranscribeOptions
