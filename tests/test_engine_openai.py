@@ -155,11 +155,13 @@ def test_decode_options_map_to_whisper_arguments() -> None:
     assert (greedy["beam_size"], greedy["patience"], greedy["length_penalty"]) == (None, None, 0.0)
     assert greedy["clip_timestamps"] == "0"
     # a field added to DecodeOptions fails here until someone decides how openai-whisper honours
-    # it (vad_filter and vad act through clip_timestamps, in the engine)
+    # it (vad_filter and vad act through clip_timestamps, hotwords through the prompt and
+    # fill_gaps through the coverage check, in the engine)
     mapped = {
         "task", "language", "temperatures", "beam_size", "best_of", "patience", "length_penalty",
         "compression_ratio_threshold", "log_prob_threshold", "no_speech_threshold",
         "condition_on_previous_text", "initial_prompt", "word_timestamps", "vad_filter", "vad",
+        "hotwords", "fill_gaps",
     }  # fmt: skip
     assert {f.name for f in dataclasses.fields(DecodeOptions)} == mapped
 
