@@ -8,6 +8,11 @@
 # Conv1D in plain CUDA and no longer use cuDNN (its library names no cuDNN at all). torch's CUDA
 # wheels, installed for openai-whisper only, bring their own cuDNN 9 from pip. A -cudnn base would
 # add about 1 GB that nothing loads. CUDA 12.8 is what CTranslate2's own images use.
+# The build arguments the stages share, with their defaults: a stage's own `ARG NAME` (without a
+# value) takes these; a stage-scoped default would not reach the next stage.
+ARG WHISPER_ENGINE=faster-whisper
+ARG WHISPER_MODEL=large-v3-turbo
+ARG MODEL_SOURCE=hub
 FROM nvidia/cuda:12.8.1-runtime-ubuntu22.04 AS runtime
 
 ARG DEBIAN_FRONTEND=noninteractive
@@ -37,7 +42,7 @@ WORKDIR /app
 # (numba, llvmlite, tiktoken: requirements-openai-whisper.txt) only the openai-whisper image, from
 # the PyTorch index built for CUDA 12.8 to match the base; openai-whisper after torch, so pip finds
 # torch (and its triton) already satisfied. The pins match the tested environment.
-ARG WHISPER_ENGINE=faster-whisper
+ARG WHISPER_ENGINE
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG OPENAI_WHISPER_VERSION=20250625
@@ -63,8 +68,8 @@ FROM runtime AS bake
 # reached: scripts/image_check.sh). The bake loads the model once (a broken model fails this
 # build) and writes /models/<engine>/<model>.
 ARG WHISPER_ENGINE
-ARG WHISPER_MODEL=large-v3-turbo
-ARG MODEL_SOURCE=hub
+ARG WHISPER_MODEL
+ARG MODEL_SOURCE
 COPY src/__init__.py src/errors.py src/
 COPY src/engines/__init__.py src/engines/base.py src/engines/
 COPY src/models/ src/models/
@@ -82,7 +87,7 @@ RUN python builder/bake_diarizer.py --dest /models
 
 FROM runtime
 ARG WHISPER_ENGINE
-ARG WHISPER_MODEL=large-v3-turbo
+ARG WHISPER_MODEL
 # root-owned and read-only for the worker (files 644, folders 755, as the bake leaves them)
 COPY --from=bake /models /models
 

@@ -193,8 +193,9 @@ say "pip configuration for the build: $(grep -c = "$PIPDIR/pip.conf") settings, 
 
 if [ "${IMAGE_CHECK_STOP_AFTER:-}" = "base" ]; then exit 0; fi
 
-BUILD_ARGS=(--build-arg "WHISPER_ENGINE=$ENGINE" --build-arg "WHISPER_MODEL=$MODEL"
-    --build-arg MODEL_SOURCE=package)
+BUILD_ARGS=(--build-arg "WHISPER_MODEL=$MODEL" --build-arg MODEL_SOURCE=package)
+# faster-whisper is the Dockerfile's default engine: left to it, so the default is what is built
+if [ "$ENGINE" != faster-whisper ]; then BUILD_ARGS+=(--build-arg "WHISPER_ENGINE=$ENGINE"); fi
 # torch's CUDA index cannot be reached here: IMAGE_CHECK_TORCH_INDEX_URL names another (e.g. a
 # local index holding the CPU wheel of the same version)
 if [ -n "${IMAGE_CHECK_TORCH_INDEX_URL:-}" ]; then

@@ -70,14 +70,26 @@ def arg_defaults() -> dict[str, str]:
     return defaults
 
 
+def global_args() -> dict[str, str]:
+    """The ``ARG``s before the first ``FROM``: the defaults every stage can take."""
+    defaults = {}
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            break
+        assert keyword == "ARG", f"only ARG may come before the first FROM, not {keyword}"
+        key, _, value = rest.partition("=")
+        defaults[key] = value
+    return defaults
+
+
 def stages() -> list[list[tuple[str, str]]]:
     """The instructions of each build stage, in order; each list starts with its FROM."""
     result: list[list[tuple[str, str]]] = []
     for step in instructions():
         if step[0] == "FROM":
             result.append([])
-        assert result, "the Dockerfile starts with an instruction other than FROM"
-        result[-1].append(step)
+        if result:
+            result[-1].append(step)
     return result
 
 
@@ -140,12 +152,28 @@ def test_the_default_build_bakes_large_v3_turbo_from_the_hub() -> None:
     defaults = arg_defaults()
     assert defaults["MODEL_SOURCE"] == "hub"
     assert defaults["WHISPER_MODEL"] == "large-v3-turbo"
+    assert global_args() == {
+        "WHISPER_ENGINE": "faster-whisper",
+        "WHISPER_MODEL": "large-v3-turbo",
+        "MODEL_SOURCE": "hub",
+    }
     for stage in stages():  # every stage that names the model has the same default
         for keyword, rest in stage:
             if keyword == "ARG" and rest.startswith("WHISPER_MODEL="):
                 assert rest == "WHISPER_MODEL=large-v3-turbo"
             if keyword == "ARG" and rest.startswith("MODEL_SOURCE="):
                 assert rest == "MODEL_SOURCE=hub"
+
+
+def test_every_stage_argument_without_a_value_has_a_global_default() -> None:
+    """A stage's ``ARG NAME`` is empty unless a global ``ARG NAME=default`` precedes the first
+    ``FROM`` (a default declared inside an earlier stage does not carry over): a plain
+    ``docker build`` would bake with ``--engine ""``."""
+    defaults = global_args()
+    for stage in stages():
+        for keyword, rest in stage:
+            if keyword == "ARG" and "=" not in rest:
+                assert defaults.get(rest), f"ARG {rest} in {stage[0][1]!r} has no global default"
 
 
 def test_only_the_models_leave_the_bake_stage() -> None:
