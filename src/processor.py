@@ -207,7 +207,7 @@ class WhisperProcessor:
         vocabulary = Vocabulary(options.custom_vocabulary) if options.custom_vocabulary else None
         started = time.perf_counter()
         segments: list[Segment] = []
-        decoding = self._start(loaded.samples, decode_options, rank)
+        decoding = self._start(loaded.samples, decode_options, rank, job_id)
         for segment in self._segments(loaded.samples, decoding, decode_options, job_id, rank):
             segment = clip_segment(segment, duration)
             if vocabulary is not None:
@@ -338,18 +338,34 @@ class WhisperProcessor:
             max_speakers=options.max_speakers,
         )
 
-    def _start(self, audio: np.ndarray, options: DecodeOptions, rank: int) -> Decoding:
-        """Begin a decode (VAD, chunk plan, language) holding the model; retried lighter once
-        on out-of-memory."""
+    def _start(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        rank: int,
+        job_id: str = "-",
+        *,
+        retry: bool = True,
+    ) -> Decoding:
+        """Begin a decode (VAD, chunk plan, language; a short clip's whole decode) holding the
+        model; on out-of-memory retried once lighter (``retry``), a second one is
+        ``OutOfMemory``."""
         try:
             with self.gate.hold("file", rank):
                 return self.engine.decode(audio, options)
         except ModelError as e:
+            if not retry or not is_out_of_memory(e):
+                raise
+            _log_retry(job_id, options)
+        release_memory()
+        try:
+            with self.gate.hold("file", rank):
+                return self.engine.decode(audio, _lighter(options))
+        except ModelError as e:
             if not is_out_of_memory(e):
                 raise
-        release_memory()
-        with self.gate.hold("file", rank):
-            return self.engine.decode(audio, _lighter(options))
+            release_memory()
+            raise OutOfMemory(OUT_OF_MEMORY_TWICE) from e
 
     def _collect(self, audio: np.ndarray, options: DecodeOptions, rank: int) -> Transcript:
         """A whole decode, step by step through the gate."""
@@ -379,15 +395,10 @@ class WhisperProcessor:
             except ModelError as e:
                 if not is_out_of_memory(e):
                     raise
-                logger.warning(
-                    "job %s: out of memory (beam_size %s, best_of %d); retrying once with 1 and 1",
-                    job_id,
-                    options.beam_size or "default",
-                    options.best_of,
-                )
+                _log_retry(job_id, options)
             release_memory()
-            retry = self._start(audio, _lighter(options), rank)
             try:
+                retry = self._start(audio, _lighter(options), rank, job_id, retry=False)
                 for segment in self._stepped(retry.segments, rank):
                     if segment.start >= given_until - 0.01:
                         yield segment
@@ -395,10 +406,7 @@ class WhisperProcessor:
                 if not is_out_of_memory(e):
                     raise
                 release_memory()
-                raise OutOfMemory(
-                    "transcription failed: the model ran out of memory, also when retried with "
-                    "beam_size 1; send shorter audio or use a smaller model"
-                ) from e
+                raise OutOfMemory(OUT_OF_MEMORY_TWICE) from e
         finally:
             _close(decoding.segments)
 
@@ -432,6 +440,22 @@ class WhisperProcessor:
             f"audio: {seconds:.0f} s is longer than this worker's limit of "
             f"{self.settings.max_audio_seconds:.0f} s (MAX_AUDIO_SECONDS)"
         )
+
+
+#: what a job that ran out of memory twice is told
+OUT_OF_MEMORY_TWICE = (
+    "transcription failed: the model ran out of memory, also when retried with beam_size 1; "
+    "send shorter audio or use a smaller model"
+)
+
+
+def _log_retry(job_id: str, options: DecodeOptions) -> None:
+    logger.warning(
+        "job %s: out of memory (beam_size %s, best_of %d); retrying once with 1 and 1",
+        job_id,
+        options.beam_size or "default",
+        options.best_of,
+    )
 
 
 def _lighter(options: DecodeOptions) -> DecodeOptions:

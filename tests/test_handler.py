@@ -210,12 +210,21 @@ def test_model_failure_is_reported_and_the_next_job_works(
 ) -> None:
     engine = handler_module.get_processor().engine
 
-    def explode(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("CUDA out of memory (simulated)")
+    class Exploding:
+        """The CTranslate2 model, failing every decode (whichever window the path uses)."""
+
+        def __init__(self, real: object) -> None:
+            self._real = real
+
+        def generate(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
 
     job = {"audio": {"base64": b64_file(jfk.path)}, "options": {"output_format": "text"}}
     with monkeypatch.context() as m:
-        m.setattr(engine._model, "transcribe", explode)
+        m.setattr(engine._model, "model", Exploding(engine._model.model))
         out = run(handler_module, job)
     assert set(out) == {"error"} and "transcription failed" in out["error"]
     assert "Traceback" not in out["error"]

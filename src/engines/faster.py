@@ -165,7 +165,12 @@ class FasterWhisperEngine:
         scores = speech_probabilities(audio) if options.vad_filter or options.fill_gaps else None
         inner = with_words(options)
         if not self.uses_batched(audio, options):
-            decoding = self.fitted.decode(audio, inner, scores)
+            try:  # the fitted window decodes at once: its failures are the model's too
+                decoding = self.fitted.decode(audio, inner, scores)
+            except ModelError:
+                raise
+            except Exception as e:
+                raise model_error(e) from e
         else:
             try:
                 started = self._batched.start(audio, inner, scores)
