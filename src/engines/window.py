@@ -59,6 +59,9 @@ MIN_LANGUAGE_PROBABILITY = 0.5
 #: audio shorter than this may come back empty without a second try (a live hypothesis of a
 #: turn's first syllables); longer, an empty text is decoded again on the 30 s window
 MIN_AUDIO_FOR_TEXT_S = 1.0
+#: a result without a letter or digit (" ." on music) that the model also calls silence this
+#: surely is silence; with a lower no-speech probability it goes to the 30 s window
+NO_SPEECH_FOR_EMPTY = 0.5
 
 #: the sequential decoder: (audio, options, VAD scores or None) -> its decoding
 Fallback = Callable[[np.ndarray, DecodeOptions, "np.ndarray | None"], Decoding]
@@ -192,9 +195,10 @@ class FittedDecoder:
         )
         if _is_silence(no_speech, avg_logprob, options):
             return info, []
-        if not text.strip():
-            if len(samples) < MIN_AUDIO_FOR_TEXT_S * SAMPLE_RATE:
-                return info, []  # a live turn's first fraction of a word
+        if not any(c.isalnum() for c in text):  # nothing, or punctuation alone (" ." on music)
+            short = len(samples) < MIN_AUDIO_FOR_TEXT_S * SAMPLE_RATE
+            if short or no_speech > NO_SPEECH_FOR_EMPTY:
+                return info, []  # a turn's first fraction of a word, or no speech
             return "empty"
         threshold = options.compression_ratio_threshold
         if threshold is not None and compression_ratio(text) > threshold:
