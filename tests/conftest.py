@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import json
@@ -166,28 +167,60 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return area
 
 
+class LocalServer:
+    """A local HTTP server that answers every GET with ``body`` (URL jobs without a network).
+
+    With ``held`` each answer waits until ``release`` is set (a stalled download); ``asked``
+    is set once a request has come. ``url`` is the server's address plus ``path``.
+    """
+
+    def __init__(self, body: bytes, content_type: str, path: str = "", held: bool = False):
+        import http.server
+        import threading
+
+        self.release = threading.Event()
+        self.asked = threading.Event()
+        if not held:
+            self.release.set()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.asked.set()
+                owner.release.wait(120)
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextlib.contextmanager
+def serve_bytes(
+    body: bytes, content_type: str, path: str = "", held: bool = False
+) -> Iterator[LocalServer]:
+    """A ``LocalServer`` for the block, closed after it."""
+    server = LocalServer(body, content_type, path, held)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="module")
 def audio_server(jfk: Clip) -> Iterator[str]:
     """A local HTTP server that serves the JFK clip at any path (URL jobs without a network)."""
-    import http.server
-    import threading
-
-    body = jfk.path.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "audio/flac")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_bytes(jfk.path.read_bytes(), "audio/flac") as server:
+        yield server.url

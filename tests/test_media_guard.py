@@ -9,10 +9,8 @@ door's audio takes; the upload case goes through the HTTP door with the real mod
 from __future__ import annotations
 
 import base64
-import http.server
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +23,7 @@ from src.audio.source import UploadedAudio, fetch_audio
 from src.config import DownloadLimits
 from src.errors import DecodeError
 from src.request import AudioInput
-from tests.conftest import Clip
+from tests.conftest import Clip, serve_bytes
 
 #: ffmpeg output options for each container the README names, and a few more it accepts
 CONTAINERS: dict[str, list[str]] = {
@@ -115,24 +113,8 @@ def test_a_playlist_is_refused_as_base64(secret_audio: Path, tmp_path: Path) -> 
 @pytest.fixture
 def playlist_server(secret_audio: Path) -> Iterator[str]:
     body = _playlist(secret_audio)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.apple.mpegurl")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/list.m3u8"
-    server.shutdown()
-    server.server_close()
+    with serve_bytes(body, "application/vnd.apple.mpegurl", "/list.m3u8") as server:
+        yield server.url
 
 
 def test_a_playlist_is_refused_by_url(playlist_server: str, tmp_path: Path) -> None:

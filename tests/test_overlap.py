@@ -6,8 +6,6 @@ hold the model from another; a stopped job frees its share and leaves nothing in
 from __future__ import annotations
 
 import asyncio
-import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from src.config import Settings
 from src.processor import WhisperProcessor
-from tests.conftest import Clip, b64_file, wer
+from tests.conftest import Clip, LocalServer, b64_file, serve_bytes, wer
 
 
 @pytest.fixture
@@ -32,42 +30,11 @@ def overlapping(handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> 
     return processor
 
 
-class _Held:
-    """A local server whose ``/held.wav`` waits for ``release`` before it sends the clip."""
-
-    def __init__(self, body: bytes) -> None:
-        self.release = threading.Event()
-        self.asked = threading.Event()
-        held = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                held.asked.set()
-                held.release.wait(60)
-                self.send_response(200)
-                self.send_header("Content-Type", "audio/flac")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/held.wav"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def held(jfk: Clip) -> Iterator[_Held]:
-    server = _Held(jfk.path.read_bytes())
-    yield server
-    server.close()
+def held(jfk: Clip) -> Iterator[LocalServer]:
+    """A local server whose ``/held.wav`` waits for ``release`` before it sends the clip."""
+    with serve_bytes(jfk.path.read_bytes(), "audio/flac", "/held.wav", held=True) as server:
+        yield server
 
 
 def _job(job_id: str, audio: dict[str, str]) -> dict[str, Any]:
@@ -111,7 +78,7 @@ def test_several_jobs_at_once_each_get_their_own_output(
 
 
 def test_a_job_waiting_on_its_download_does_not_hold_the_model_from_another(
-    handler_module: ModuleType, overlapping: WhisperProcessor, held: _Held, jfk: Clip
+    handler_module: ModuleType, overlapping: WhisperProcessor, held: LocalServer, jfk: Clip
 ) -> None:
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         slow = asyncio.create_task(
@@ -134,7 +101,7 @@ def test_a_job_waiting_on_its_download_does_not_hold_the_model_from_another(
 def test_a_stopped_job_frees_its_share_and_leaves_nothing_behind(
     handler_module: ModuleType,
     overlapping: WhisperProcessor,
-    held: _Held,
+    held: LocalServer,
     jfk: Clip,
     private_tmp: Path,
 ) -> None:

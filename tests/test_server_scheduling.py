@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from src.config import Settings
 from src.processor import WhisperProcessor
-from tests.conftest import Clip, wer
+from tests.conftest import Clip, LocalServer, wer
 from tests.server_helpers import RunningServer, serving
 
 
@@ -148,27 +148,8 @@ def test_a_stalled_url_download_holds_neither_the_model_nor_other_requests(
 ) -> None:
     """A ``/v1/jobs`` URL whose server stalls (issue 21: it held the only decode slot) runs its
     download in its own place; an upload sent meanwhile is answered, then the stalled job too."""
-    import http.server
-
-    release = threading.Event()
-    asked = threading.Event()
-    body = jfk.path.read_bytes()
-
-    class Stalled(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.set()
-            release.wait(120)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalled)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{origin.server_address[1]}/stalled.flac"
+    origin = LocalServer(jfk.path.read_bytes(), "audio/flac", "/stalled.flac", held=True)
+    url = origin.url
     try:
         with serving(max_concurrent_jobs=2, allow_private=True) as server:
             server.wait_ready()
@@ -179,16 +160,14 @@ def test_a_stalled_url_download_holds_neither_the_model_nor_other_requests(
                     json={"input": {"audio": {"url": url}}},
                     timeout=300,
                 )
-                assert asked.wait(60)
+                assert origin.asked.wait(60)
                 assert wer(jfk.text, transcribe(server, jfk)) < 0.15
                 assert not stalled.done()  # still waiting on its download
-                release.set()
+                origin.release.set()
                 reply = stalled.result(timeout=300)
             assert reply.status_code == 200, reply.text
             assert wer(jfk.text, reply.json()["transcription"]["text"]) < 0.15
             server.wait_idle()
     finally:
-        release.set()
-        origin.shutdown()
-        origin.server_close()
+        origin.close()
     assert list(temp_area.iterdir()) == []

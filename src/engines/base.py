@@ -11,9 +11,9 @@ consumer of that iterator. Closing it early stops the decode.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -50,6 +50,20 @@ class Segment:
     words: tuple[Word, ...] | None = None
     #: set by diarization ("SPEAKER_1", ...); None when not asked for
     speaker: str | None = None
+
+
+def words_from_dicts(raw: Iterable[Mapping[str, Any]]) -> tuple[Word, ...]:
+    """Words from faster-whisper's aligned word dicts (``start``, ``end``, ``word``,
+    ``probability``)."""
+    return tuple(
+        Word(
+            start=float(w["start"]),
+            end=float(w["end"]),
+            word=str(w["word"]),
+            probability=float(w["probability"]),
+        )
+        for w in raw
+    )
 
 
 def joined_text(segments: tuple[Segment, ...] | list[Segment]) -> str:
@@ -125,6 +139,13 @@ class DecodeOptions:
     def beam(self, default: int = DEFAULT_BEAM_SIZE) -> int:
         """The job's beam width, or ``default`` when the job gave none."""
         return self.beam_size if self.beam_size is not None else default
+
+    def calls_silence(self, no_speech_prob: float, avg_logprob: float) -> bool:
+        """The sequential decoder's rule: a window the model calls silence and cannot read
+        (no text is kept from it)."""
+        if self.no_speech_threshold is None or no_speech_prob <= self.no_speech_threshold:
+            return False
+        return self.log_prob_threshold is None or avg_logprob < self.log_prob_threshold
 
 
 #: the worker's decode defaults, read by the job model

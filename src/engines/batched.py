@@ -52,8 +52,8 @@ from src.engines.base import (
     SAMPLE_RATE,
     DecodeOptions,
     Segment,
-    Word,
     shifted,
+    words_from_dicts,
 )
 from src.engines.chunk_checks import is_silence, median_words_per_second, suspicious
 from src.engines.chunks import Chunk, ChunkPlan, plan
@@ -392,15 +392,7 @@ def _with_text(segments: list[Segment]) -> list[Segment]:
 
 def _segment(raw: dict[str, Any], tokenizer: Tokenizer, options: DecodeOptions) -> Segment:
     text = tokenizer.decode(raw["tokens"])
-    words = tuple(
-        Word(
-            start=float(w["start"]),
-            end=float(w["end"]),
-            word=w["word"],
-            probability=float(w["probability"]),
-        )
-        for w in raw.get("words", [])
-    )
+    words = words_from_dicts(raw.get("words", []))
     return Segment(
         id=0,
         start=float(raw["start"]),

@@ -68,12 +68,9 @@ def suspicious(
 
 def is_silence(segments: list[Segment], options: DecodeOptions) -> bool:
     """The sequential decoder's rule: skip a window the model calls silence and cannot read."""
-    if options.no_speech_threshold is None or not segments:
+    if not segments:
         return False
-    first = segments[0]
-    if first.no_speech_prob <= options.no_speech_threshold:
-        return False
-    return options.log_prob_threshold is None or first.avg_logprob < options.log_prob_threshold
+    return options.calls_silence(segments[0].no_speech_prob, segments[0].avg_logprob)
 
 
 def median_words_per_second(chunks: list[Chunk], texts: list[list[Segment]]) -> float | None:

@@ -260,13 +260,7 @@ class CoverageFill:
         threshold = options.compression_ratio_threshold
         if threshold is not None and segment.compression_ratio > threshold:
             return True
-        if options.no_speech_threshold is None or segment.no_speech_prob <= (
-            options.no_speech_threshold
-        ):
-            return False
-        return options.log_prob_threshold is None or segment.avg_logprob < (
-            options.log_prob_threshold
-        )
+        return options.calls_silence(segment.no_speech_prob, segment.avg_logprob)
 
 
 def _covered_until(segment: Segment) -> float:

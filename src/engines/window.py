@@ -41,7 +41,7 @@ from src.engines.base import (
     DecodeOptions,
     Decoding,
     Segment,
-    Word,
+    words_from_dicts,
 )
 from src.engines.fw_internals import ModelInternals, compression_ratio
 from src.engines.sentences import split_sentences
@@ -193,7 +193,7 @@ class FittedDecoder:
             beam_size=options.beam(),
             temperatures=options.temperatures,
         )
-        if _is_silence(no_speech, avg_logprob, options):
+        if options.calls_silence(no_speech, avg_logprob):
             return info, []
         if not any(c.isalnum() for c in text):  # nothing, or punctuation alone (" ." on music)
             short = len(samples) < MIN_AUDIO_FOR_TEXT_S * SAMPLE_RATE
@@ -224,25 +224,8 @@ class FittedDecoder:
         return info, [replace(part, id=i) for i, part in enumerate(parts)]
 
 
-def _is_silence(no_speech: float, avg_logprob: float, options: DecodeOptions) -> bool:
-    """The sequential decoder's rule: a window the model calls silence and cannot read."""
-    if options.no_speech_threshold is None or no_speech <= options.no_speech_threshold:
-        return False
-    return options.log_prob_threshold is None or avg_logprob < options.log_prob_threshold
-
-
 def _segment(raw: dict[str, Any], text: str) -> Segment:
-    words = None
-    if "words" in raw:
-        words = tuple(
-            Word(
-                start=float(w["start"]),
-                end=float(w["end"]),
-                word=w["word"],
-                probability=float(w["probability"]),
-            )
-            for w in raw["words"]
-        )
+    words = words_from_dicts(raw["words"]) if "words" in raw else None
     start, end = float(raw["start"]), float(raw["end"])
     if words:
         start, end = words[0].start, words[-1].end
