@@ -143,7 +143,7 @@ class CoverageFill:
                         next_id += 1
                     checked = max(checked, _covered_until(found))
                 held = segment
-            for part in self._gap_segments(self._gaps([], checked, self._duration)):
+            for part in self._gap_segments(self._gaps(checked, self._duration)):
                 yield self._out(part, next_id)
                 next_id += 1
         finally:
@@ -212,7 +212,7 @@ class CoverageFill:
         at = checked
         for word in words:
             span = word_span(word)
-            gaps = self._gaps([], at, span[0])
+            gaps = self._gaps(at, span[0])
             if gaps:
                 if parts[-1]:
                     out.append(_from_words(segment, parts[-1]))
@@ -225,10 +225,10 @@ class CoverageFill:
             out.append(segment if len(piece) == len(words) else _from_words(segment, piece))
         return out
 
-    def _gaps(
-        self, spans: list[tuple[float, float]], start: float, end: float
-    ) -> list[tuple[float, float]]:
-        return uncovered(self._regions, spans, start, end) if end > start else []
+    def _gaps(self, start: float, end: float) -> list[tuple[float, float]]:
+        """Speech between ``start`` and ``end`` (the coverage frontier and the next word) that
+        no word covers: nothing in between was read, so no spans are subtracted."""
+        return uncovered(self._regions, [], start, end) if end > start else []
 
     def _gap_segments(self, gaps: list[tuple[float, float]]) -> list[Segment]:
         out: list[Segment] = []
