@@ -170,7 +170,8 @@ def test_livekit_stt_default_over_realtime(
 def _pipecat_turns(utterances: list[Clip], pause_s: float) -> list[Any]:
     """The frames a Pipecat transport with a local VAD sends for the utterances: audio in 20 ms
     frames, ``VADUserStartedSpeakingFrame`` before each, ``VADUserStoppedSpeakingFrame`` after,
-    and a pause (``SleepFrame``) for the service to answer."""
+    and a pause (``SleepFrame``) for the service to answer, after a first pause in which the
+    service configures its session."""
     from pipecat.frames.frames import (
         InputAudioRawFrame,
         VADUserStartedSpeakingFrame,
@@ -178,7 +179,10 @@ def _pipecat_turns(utterances: list[Clip], pause_s: float) -> list[Any]:
     )
     from pipecat.tests.utils import SleepFrame
 
-    frames: list[Any] = []
+    # A real transport streams audio as it is spoken; this list is sent as fast as Pipecat takes
+    # it. Without a moment for the session to be configured first, a whole utterance could reach
+    # the server under the session's default turn detection before Pipecat's session.update.
+    frames: list[Any] = [SleepFrame(sleep=2.0)]
     step = int(RATE * 0.02) * 2
     for clip in utterances:
         silence = np.zeros(int(0.3 * RATE), dtype=np.float32)
