@@ -40,9 +40,9 @@ from src.errors import WorkerError
 from src.formats import segment_dict
 from src.jobs import JobEvent, JobFailed, JobOutput, SegmentEvent, job_events
 from src.logging_setup import configure_logging, quiet_runpod_sdk
-from src.processor import WhisperProcessor
 from src.progress import ProgressTracker
 from src.request import parse_request
+from src.service.processor import WhisperProcessor
 from src.service.threads import iterate_in_thread
 
 logger = logging.getLogger("handler")

@@ -19,9 +19,9 @@ from typing import Any
 
 from src.engines.base import Segment
 from src.errors import WorkerError
-from src.processor import JobResult, SegmentDecoded, WhisperProcessor
 from src.request import AudioInput, Job, NamedAudio, TranscribeOptions
 from src.response import build_response, language_response
+from src.service.processor import JobResult, SegmentDecoded, WhisperProcessor
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from src.engines.base import ModelInfo, Segment
 from src.formats import segment_dict, to_lines, to_srt, to_text, to_vtt
-from src.processor import JobResult, LanguageResult, Timings
 from src.request import CompatFormat, CompatOutput, TranscribeOptions
+from src.service.processor import JobResult, LanguageResult, Timings
 
 _ROUND = 3
 

@@ -23,9 +23,9 @@ from fastapi import FastAPI
 from openai import OpenAI
 
 from src.config import Settings
-from src.processor import WhisperProcessor
 from src.server.app import build_servers, create_app, run_servers
 from src.server.settings import ServerSettings
+from src.service.processor import WhisperProcessor
 
 API_KEY = "test-key-0123456789"
 

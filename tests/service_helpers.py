@@ -1,6 +1,6 @@
 """What only tests and benches need of the model service: one request collected to its result.
 
-The doors consume the service's events as they come (``src.processor.WhisperProcessor.events``,
+The doors consume the service's events as they come (``WhisperProcessor.events``,
 ``src.jobs.job_events``); a test often wants only the end of them.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from src.jobs import JobOutput, job_events
-from src.processor import JobResult, WhisperProcessor
 from src.request import Job, TranscriptionRequest
+from src.service.processor import JobResult, WhisperProcessor
 
 
 def transcribe(

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from src.config import Settings
-from src.processor import WhisperProcessor
 from src.request import parse_request
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, b64_file, pooled_wer
 from tests.service_helpers import transcribe
 

@@ -17,8 +17,8 @@ import tests.test_audio_source as source_tests
 from src.audio.source import Network, fetch_audio, is_public_address
 from src.config import Settings
 from src.errors import BlockedAddress, DownloadError
-from src.processor import WhisperProcessor
 from src.request import AudioInput
+from src.service.processor import WhisperProcessor
 from tests.test_audio_source import CLIP, GUARDED, LocalServer, download, redirect, send_body
 
 # the local servers of test_audio_source.py, used here as fixtures

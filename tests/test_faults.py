@@ -98,7 +98,7 @@ def test_out_of_memory_is_retried_once_with_beam_size_1(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     faulty = inject(oom)
-    with caplog.at_level(logging.WARNING, logger="src.processor"):
+    with caplog.at_level(logging.WARNING, logger="src.service.processor"):
         out = handler_module.handler(jfk_job(jfk, beam_size=5, best_of=5))
     assert wer(jfk.text, transcript_text(out)) <= 0.05
     beams = [call["beam_size"] for call in faulty.generate_calls]

@@ -13,8 +13,8 @@ import pytest
 import srt
 
 from src.config import Settings
-from src.processor import WhisperProcessor
 from src.request import parse_request
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, b64_file, wav_bytes, wer
 from tests.service_helpers import run_job
 

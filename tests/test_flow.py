@@ -18,8 +18,8 @@ import pytest
 
 from src.engines.base import DecodeOptions
 from src.engines.faster import FasterWhisperEngine
-from src.processor import JobResult, SegmentDecoded, WhisperProcessor
 from src.request import parse_request
+from src.service.processor import JobResult, SegmentDecoded, WhisperProcessor
 from tests.conftest import Clip, b64_file, load_waveform, wer
 from tests.service_helpers import transcribe
 

@@ -16,8 +16,8 @@ import srt
 import webvtt
 
 from src.config import Settings
-from src.processor import WhisperProcessor
 from src.request import parse_request
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, b64_file, load_waveform, wav_bytes, wer
 from tests.service_helpers import transcribe
 

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import src.processor as processor_module
+import src.service.processor as processor_module
 from src.audio.decode import probe_duration
 from src.config import DownloadLimits, Settings
-from src.processor import WhisperProcessor
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, b64_file, wer
 
 JOB_TEMP_GLOB = os.path.join(tempfile.gettempdir(), "whisper-job-*")

@@ -36,7 +36,7 @@ from src.live.session import BufferFull, EmptyCommit, LivePolicy, LiveSession, S
 from src.live.settings import LiveSettings
 from src.live.turns import TurnDetection, TurnDetector, TurnEnded, TurnStarted
 from src.live.vad import WINDOW, StreamingVad
-from src.processor import WhisperProcessor
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, load_waveform, wer
 
 SR = 16000

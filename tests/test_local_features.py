@@ -16,7 +16,7 @@ from whisper_client.policy import PollPolicy
 from whisper_client.transcribe import transcribe
 
 from src.config import Settings
-from src.processor import WhisperProcessor
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, b64_file, wer
 
 KEY = "features-key"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from src.config import Settings
-from src.processor import WhisperProcessor
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, LocalServer, b64_file, serve_bytes, wer
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from src.config import Settings
 from src.logging_setup import RedactingFilter, quiet_runpod_sdk, redact_text
-from src.processor import WhisperProcessor
+from src.service.processor import WhisperProcessor
 from tests.conftest import REPO_ROOT, Clip, b64_file
 
 SECRET = "s3cr3tSIGxyz"

@@ -19,7 +19,7 @@ import pytest
 from openai import OpenAI
 
 from src.config import Settings
-from src.processor import WhisperProcessor
+from src.service.processor import WhisperProcessor
 from tests.conftest import Clip, LocalServer, wer
 from tests.server_helpers import RunningServer, serving
 

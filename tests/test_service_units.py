@@ -14,11 +14,11 @@ from typing import Any, cast
 import pytest
 
 from src.config import Environment, Settings
-from src.processor import WhisperProcessor
 from src.server.settings import ServerSettings
 from src.service.budget import AudioBudget
 from src.service.gate import ModelGate, Priority
 from src.service.holder import ModelHolder
+from src.service.processor import WhisperProcessor
 from src.service.slots import JobSlots, QueueFull
 from src.service.threads import iterate_in_thread
 

@@ -33,13 +33,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from src.live.settings import LiveSettings
-from src.processor import WhisperProcessor
 from src.server import edge, health, native, openai_routes, realtime
 from src.server.auth import protect_docs
 from src.server.errors import install_handlers
 from src.server.settings import ServerSettings
 from src.server.state import AppState, LiveSessions, WorkerApp
 from src.service.holder import ModelHolder, ProcessorFactory
+from src.service.processor import WhisperProcessor
 from src.service.slots import JobSlots
 
 logger = logging.getLogger(__name__)

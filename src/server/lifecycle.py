@@ -33,10 +33,10 @@ from sse_starlette import EventSourceResponse, JSONServerSentEvent
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
-from src.processor import WhisperProcessor
 from src.server.errors import api_error, error_response, log_unexpected
 from src.server.state import AppState
 from src.service.holder import ModelHolder
+from src.service.processor import WhisperProcessor
 from src.service.slots import Ticket
 from src.service.threads import iterate_in_thread
 

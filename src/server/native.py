@@ -21,13 +21,13 @@ from fastapi.responses import JSONResponse
 
 from src.formats import segment_dict
 from src.jobs import JobOutput, JobProgress, SegmentEvent, job_events
-from src.processor import WhisperProcessor
 from src.request import Job, parse_request
 from src.server.auth import require_api_key
 from src.server.errors import InvalidField
 from src.server.lifecycle import Call, Door, handle
 from src.server.state import AppState
 from src.server.uploads import parse_json, read_body
+from src.service.processor import WhisperProcessor
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from dataclasses import replace
 
 from src.audio.source import UploadedAudio
 from src.errors import AudioError
-from src.processor import JobResult, ProcessorEvent, WhisperProcessor
 from src.request import TranscribeOptions
 from src.server.known_speakers import name_speakers, reference_prints
 from src.server.openai_request import AudioRequest
+from src.service.processor import JobResult, ProcessorEvent, WhisperProcessor
 
 logger = logging.getLogger(__name__)
 

@@ -41,9 +41,9 @@ from src.formats import segment_dict, to_srt, to_vtt
 from src.languages import LANGUAGES
 from src.live.logprobs import segment_logprobs, word_logprobs
 from src.live.logprobs import wire as logprobs_wire
-from src.processor import JobResult, ProcessorEvent, SegmentDecoded
 from src.request import TranscribeOptions
 from src.server.openai_request import AudioRequest, Granularity, ResponseFormat
+from src.service.processor import JobResult, ProcessorEvent, SegmentDecoded
 
 _TIME = 3
 _PROB = 6

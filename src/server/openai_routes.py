@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from src.processor import JobResult, ProcessorEvent, WhisperProcessor
 from src.server.auth import require_api_key
 from src.server.lifecycle import Call, Door, handle
 from src.server.openai_policy import file_events
@@ -27,6 +26,7 @@ from src.server.settings import ServerSettings
 from src.server.state import AppState
 from src.server.uploads import read_form
 from src.service.holder import ModelHolder
+from src.service.processor import JobResult, ProcessorEvent, WhisperProcessor
 
 logger = logging.getLogger(__name__)
 

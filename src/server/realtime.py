@@ -81,7 +81,6 @@ from src.errors import InvalidRequest, ModelError, WorkerError
 from src.live.events import LiveEvent, TranscriptCompleted
 from src.live.session import BufferFull, DecodeJob, EmptyCommit, LiveSession
 from src.live.settings import LiveSettings
-from src.processor import WhisperProcessor
 from src.server.auth import check_websocket, key_matches
 from src.server.edge import MAX_FRAME_BYTES
 from src.server.errors import log_unexpected
@@ -101,6 +100,7 @@ from src.server.realtime_events import (
     wire_event,
 )
 from src.server.state import AppState
+from src.service.processor import WhisperProcessor
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The model service: the one owner of the loaded model, shared by every door.
 
-``src.processor.WhisperProcessor`` loads the engine, warms it up and runs a file (or live
-samples) into typed events; what it shares between the jobs in flight lives here:
+``processor.py``  ``WhisperProcessor`` loads the engine, warms it up and runs a file (or live
+                  samples) into typed events. What it shares between the jobs in flight:
 
 ``gate.py``     ``ModelGate``: one step of one decode at a time, live decodes first, then file
                 steps in arrival order.

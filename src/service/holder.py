@@ -23,7 +23,7 @@ from typing import Literal
 
 from src.engines.base import ModelInfo
 from src.errors import ModelError
-from src.processor import WhisperProcessor, release_memory
+from src.service.processor import WhisperProcessor, release_memory
 
 logger = logging.getLogger(__name__)
 
