@@ -8,17 +8,31 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from typing import Any, cast
 
+import numpy as np
 import pytest
 
+from src.audio.source import UploadedAudio
 from src.config import Environment, Settings
+from src.engines import sharing
+from src.engines.base import (
+    SAMPLE_RATE,
+    DecodeInfo,
+    DecodeOptions,
+    Decoding,
+    ModelInfo,
+    Segment,
+    Transcript,
+)
+from src.request import TranscribeOptions
 from src.server.settings import ServerSettings
 from src.service.budget import AudioBudget
 from src.service.gate import ModelGate, Priority
 from src.service.holder import ModelHolder
-from src.service.processor import WhisperProcessor
+from src.service.processor import SegmentDecoded, WhisperProcessor
 from src.service.slots import JobSlots, QueueFull
 from src.service.threads import iterate_in_thread
 
@@ -82,6 +96,113 @@ def test_file_steps_go_by_their_jobs_arrival_not_by_the_steps() -> None:
     for thread in threads:
         thread.join(5)
     assert order == ["early-step", "late-step", "new-job"]
+
+
+#: one pass of a fake file decode on the model (a batched window, a coverage re-decode), and the
+#: passes in one of its steps; the file's VAD, which does not use the model
+PASS_S = 0.15
+PASSES_PER_STEP = 6
+VAD_S = 1.0
+
+
+class SteppedEngine:
+    """A file decode as the faster-whisper engine makes it, without a model: VAD off the model,
+    then steps of several passes, each pass preceded by a step boundary (``sharing.let_in``);
+    a live decode is one pass."""
+
+    info = ModelInfo("faster-whisper", "fake", "cpu", "int8", multilingual=False)
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.passes = 0
+
+    def decode(self, audio: Any, options: DecodeOptions) -> Decoding:
+        with sharing.off_model():
+            time.sleep(VAD_S)
+        info = DecodeInfo("en", 1.0, len(audio) / SAMPLE_RATE, "batched", 3, (0.0,))
+        return Decoding(info, self._segments())
+
+    def _segments(self) -> Iterator[Segment]:
+        for step in range(self.steps):
+            for _ in range(PASSES_PER_STEP):
+                sharing.let_in()
+                time.sleep(PASS_S)
+                self.passes += 1
+            yield Segment(step, float(step), step + 1.0, " words", -0.1, 0.01, 1.0, 0.0)
+
+    def transcribe(self, audio: Any, options: DecodeOptions) -> Transcript:
+        time.sleep(PASS_S)
+        return Transcript("", "en", 1.0, len(audio) / SAMPLE_RATE, ())
+
+
+def test_a_live_decode_waits_at_most_one_pass_while_a_file_decodes(tmp_path: Any) -> None:
+    """The file's VAD runs with the model free, and a live decode that comes while one of the
+    file's steps runs goes in at the step's next boundary, not at its end."""
+    path = tmp_path / "speech.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(bytes(2 * SAMPLE_RATE * 2))
+    engine = SteppedEngine(steps=3)
+    settings = Settings.from_env({"WHISPER_MODEL": "tiny.en", "WARM_UP": "false"})
+    processor = WhisperProcessor(cast(Any, engine), settings)
+    segments: list[SegmentDecoded] = []
+
+    def file_job() -> None:
+        for event in processor.events(UploadedAudio(path), TranscribeOptions(language="en")):
+            if isinstance(event, SegmentDecoded):
+                segments.append(event)
+
+    job = threading.Thread(target=file_job)
+    job.start()
+    live = DecodeOptions(language="en", vad_filter=False)
+    samples = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    time.sleep(0.5)  # the file is in its VAD (off the model)
+    processor.decode_samples(samples, live)
+    _wait_for(lambda: engine.passes >= 2)  # the file's first step is under way
+    for _ in range(4):
+        processor.decode_samples(samples, live)
+        time.sleep(PASS_S * 1.7)  # the next one comes in the middle of a pass
+    job.join(30)
+    assert len(segments) == 3  # the file decoded to its end
+    waits = [w.waited for w in processor.gate.live_waits]
+    assert len(waits) == 5
+    assert waits[0] < 0.1, f"the live decode waited for the file's VAD: {waits}"
+    # one pass at most (a whole step is six passes), with a margin for a loaded machine
+    assert max(waits) < PASS_S + 0.1, waits
+    # behind the file's steps (the hold it came in), never behind its start
+    behind = {label for w in processor.gate.live_waits for label, _ in w.behind}
+    assert behind <= {"file step"}, behind
+
+
+def test_a_file_step_gives_way_to_live_only_at_its_boundaries() -> None:
+    """Between boundaries a file step keeps the model: a live decode never enters mid-pass,
+    and with no live decode waiting a step is never cut (batched throughput stays)."""
+    gate = ModelGate()
+    log: list[str] = []
+    in_step = threading.Event()
+
+    def file_step() -> None:
+        with gate.hold("file"):
+            in_step.set()
+            for k in range(4):
+                sharing.let_in()
+                log.append(f"pass {k} start")
+                time.sleep(0.05)
+                log.append(f"pass {k} end")
+
+    thread = threading.Thread(target=file_step)
+    thread.start()
+    assert in_step.wait(5)
+    time.sleep(0.02)
+    with gate.hold("live"):
+        log.append("live")
+    thread.join(5)
+    at = log.index("live")
+    assert log[at - 1].endswith("end") and log[at + 1].endswith("start")
+    assert log.count("live") == 1 and len(log) == 9
+    assert not sharing.wanted()  # outside a held gate the engine's marks do nothing
 
 
 # -- the audio budget ---------------------------------------------------------------------------

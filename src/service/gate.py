@@ -9,19 +9,48 @@ a live session for longer than one step), then the waiting file step whose job a
 (``arrival()``, taken once per job). A job that is downloading, running ffmpeg or writing its
 output is not waiting, so the model goes to the next job meanwhile: jobs overlap, and the
 earliest job finishes first instead of all of them finishing late together.
+
+Inside a step the engine marks what does not need the model and where a step may be cut
+(``src/engines/sharing.py``): the whole file's VAD runs with the gate free, and between two
+batched passes, two coverage re-decodes or before a chunk's sequential re-decode a waiting live
+decode goes first. So a live decode waits for one pass of the file's decode at most, not for a
+whole step (which, before the first segment of a long file is final, is several passes).
+
+``live_waits`` keeps how long the last live decodes waited and behind which holds (their
+labels and seconds); each is also logged at DEBUG.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
+
+from src.engines import sharing
+
+logger = logging.getLogger(__name__)
 
 #: ``live`` (a live session's short decode) goes before ``file`` (a step of a file decode)
 Priority = Literal["live", "file"]
+
+#: live waits kept in ``ModelGate.live_waits``
+KEPT_WAITS = 1000
+
+
+@dataclass(frozen=True)
+class LiveWait:
+    """One live decode's wait for the model: seconds from asking to entering, and the holds
+    that ended meanwhile (label, seconds each held the model)."""
+
+    waited: float
+    behind: tuple[tuple[str, float], ...]
 
 
 class ModelGate:
@@ -33,28 +62,110 @@ class ModelGate:
         self._arrivals = itertools.count()
         self._tickets = itertools.count()
         self._waiting: dict[Priority, list[tuple[int, int]]] = {"live": [], "file": []}
+        #: the holds each waiting live decode has waited behind so far, by its ticket
+        self._behind: dict[int, list[tuple[str, float]]] = {}
+        self.live_waits: deque[LiveWait] = deque(maxlen=KEPT_WAITS)
 
     def arrival(self) -> int:
         """A job's rank: taken when it arrives, given to each of its ``hold`` calls."""
         return next(self._arrivals)
 
     @contextmanager
-    def hold(self, priority: Priority = "file", rank: int | None = None) -> Iterator[None]:
-        """Hold the model for the block; ``rank`` orders file steps (default: a new arrival)."""
+    def hold(
+        self, priority: Priority = "file", rank: int | None = None, label: str = "file step"
+    ) -> Iterator[None]:
+        """Hold the model for the block; ``rank`` orders file steps (default: a new arrival).
+        ``label`` names the hold in the live waits it causes."""
         with self._cond:
             entry = (self.arrival() if rank is None else rank, next(self._tickets))
+        held = _Held(self, priority, entry, label)
+        held.acquire()
+        try:
+            with sharing.turn(held):
+                yield
+        finally:
+            held.release()
+
+    def _acquire(self, priority: Priority, entry: tuple[int, int]) -> None:
+        wait: LiveWait | None = None
+        with self._cond:
+            asked = time.perf_counter()
             heapq.heappush(self._waiting[priority], entry)
+            if priority == "live":
+                self._behind[entry[1]] = []
             self._cond.wait_for(lambda: self._may_enter(priority, entry))
             heapq.heappop(self._waiting[priority])
             self._busy = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+            if priority == "live":
+                wait = LiveWait(time.perf_counter() - asked, tuple(self._behind.pop(entry[1])))
+                self.live_waits.append(wait)
+        if wait is not None and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "model gate: a live decode waited %.3f s behind %s",
+                wait.waited,
+                ", ".join(f"{label} {seconds:.2f} s" for label, seconds in wait.behind) or "-",
+            )
+
+    def _release(self, label: str, seconds: float) -> None:
+        with self._cond:
+            self._busy = False
+            for behind in self._behind.values():
+                behind.append((label, round(seconds, 3)))
+            self._cond.notify_all()
+
+    def _wanted(self, priority: Priority, entry: tuple[int, int]) -> bool:
+        """Whether a decode that would enter before this holder is waiting: any live decode for
+        a file step, or a step of a job that arrived earlier."""
+        if priority == "live":
+            return False
+        with self._cond:
+            if self._waiting["live"]:
+                return True
+            waiting = self._waiting["file"]
+            return bool(waiting) and waiting[0] < entry
 
     def _may_enter(self, priority: Priority, entry: tuple[int, int]) -> bool:
         if self._busy or self._waiting[priority][0] != entry:
             return False
         return priority == "live" or not self._waiting["live"]
+
+
+class _Held:
+    """One ``hold`` of the gate as the engine sees it (``sharing.ModelTurn``): it can step
+    aside for a decode that goes first, or free the model for a block, and take it back with
+    its own place in line (its priority, rank and ticket)."""
+
+    def __init__(
+        self, gate: ModelGate, priority: Priority, entry: tuple[int, int], label: str
+    ) -> None:
+        self._gate = gate
+        self._priority = priority
+        self._entry = entry
+        self._label = label
+        self._since = 0.0
+
+    def acquire(self) -> None:
+        self._gate._acquire(self._priority, self._entry)
+        self._since = time.perf_counter()
+
+    def release(self) -> None:
+        self._gate._release(self._label, time.perf_counter() - self._since)
+
+    def wanted(self) -> bool:
+        return self._gate._wanted(self._priority, self._entry)
+
+    def let_in(self) -> None:
+        if self.wanted():
+            self.release()
+            self.acquire()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        if self._priority == "live":  # a live decode is short: giving the model away (to a
+            yield  # file step) in its middle would only make it later
+            return
+        self.release()
+        try:
+            yield
+        finally:
+            self.acquire()

@@ -250,7 +250,7 @@ class WhisperProcessor:
         model throughout: for live sessions' short decodes, which go before file steps. As for
         a file, segments are clipped to the audio and a decode that runs out of memory is
         retried once with beam size 1."""
-        with self.gate.hold(priority):
+        with self.gate.hold(priority, label=f"{priority} decode"):
             try:
                 transcript = self.engine.transcribe(samples, options)
             except (ModelError, RuntimeError) as e:  # the runtime's own error, unwrapped here
@@ -279,7 +279,7 @@ class WhisperProcessor:
             loaded = self.load_audio(source, options, max_bytes=max_bytes, held=held)
             started = time.perf_counter()
             vad = options.decode_options().vad if options.vad_filter else None
-            with self.gate.hold("file", rank):
+            with self.gate.hold("file", rank, "language detection"):
                 guesses = self.engine.detect_language(loaded.samples, vad)
         if not guesses:
             raise AudioError("audio: no speech found to detect a language from")
@@ -351,7 +351,7 @@ class WhisperProcessor:
         model; on out-of-memory retried once lighter (``retry``), a second one is
         ``OutOfMemory``."""
         try:
-            with self.gate.hold("file", rank):
+            with self.gate.hold("file", rank, "file start"):
                 return self.engine.decode(audio, options)
         except ModelError as e:
             if not retry or not is_out_of_memory(e):
@@ -359,7 +359,7 @@ class WhisperProcessor:
             _log_retry(job_id, options)
         release_memory()
         try:
-            with self.gate.hold("file", rank):
+            with self.gate.hold("file", rank, "file start"):
                 return self.engine.decode(audio, _lighter(options))
         except ModelError as e:
             if not is_out_of_memory(e):
@@ -414,7 +414,7 @@ class WhisperProcessor:
         """``segments`` pulled one at a time, each pull holding the model (as job ``rank``)."""
         try:
             while True:
-                with self.gate.hold("file", rank):
+                with self.gate.hold("file", rank, "file step"):
                     segment = next(segments, None)
                 if segment is None:
                     return
