@@ -7,6 +7,8 @@ checked exactly. The real model on real conversations is in tests/test_completen
 
 from __future__ import annotations
 
+import pytest
+
 from src.engines.base import CoverageStats, DecodeOptions, Segment, Word
 from src.engines.coverage import MIN_GAP_S, CoverageFill, uncovered
 
@@ -124,3 +126,43 @@ def test_a_repeat_the_model_cannot_hear_again_is_dropped() -> None:
     second = segment(("the", 8.0, 8.2), ("far", 8.3, 8.6), ("horizon.", 8.7, 9.5))
     out, _, _ = run([(7.9, 9.6)], [first, second])
     assert [s.text for s in out] == [" the far horizon."]
+
+
+def test_gaps_between_the_same_words_are_decoded_together_and_their_edges_kept() -> None:
+    """A skipped turn that the fine VAD cuts in three (pauses inside it) is decoded once, as
+    one stretch: its first word, heard in the padding before the first region, and a word in
+    a pause between two regions are kept (each gap decoded alone lost both)."""
+    decoded = [segment(("stars.", 2.2, 2.9)), segment(("when", 19.4, 19.9), ("now.", 20.0, 21.0))]
+    regions = [(2.1, 3.0), (7.5, 8.2), (8.5, 10.3), (10.9, 15.4), (19.3, 21.1)]
+    turn = segment(
+        ("stars.", 2.2, 2.9),  # not heard: the padding ends far before it, shown for clarity
+        ("However,", 7.1, 7.8),
+        ("due", 8.1, 8.7),
+        ("to", 8.7, 9.0),
+        ("the", 9.0, 9.5),
+        ("slow", 9.5, 10.2),
+        ("styles", 10.5, 11.3),
+        ("in", 11.3, 12.0),
+        ("the", 12.0, 12.8),
+        ("west", 12.8, 13.6),
+        ("years.", 13.6, 15.3),
+        ("when", 19.4, 19.9),
+    )
+    out, stats, asked = run(regions, decoded, {(7.5, 15.4): [turn]})
+    assert asked == [pytest.approx((7.1, 15.8))]
+    turn_text = " However, due to the slow styles in the west years."
+    assert [s.text for s in out] == [" stars.", turn_text, " when now."]
+    assert stats.redecoded == 1 and stats.filled == 1
+
+
+def test_a_gap_the_joined_decode_leaves_empty_is_decoded_on_its_own() -> None:
+    decoded = [segment(("start.", 0.5, 1.0)), segment(("end.", 20.0, 20.5))]
+    regions = [(0.4, 1.1), (3.0, 5.0), (8.0, 10.0), (19.9, 20.6)]
+    # the joined decode hears only the first gap; the second, alone, gives its words
+    first = segment(("one", 3.0, 3.5), ("two.", 3.6, 4.9))
+    second = segment(("three", 8.1, 8.6), ("four.", 8.7, 9.9))
+    redecoded = {(3.0, 10.0): [first], (8.0, 10.0): [second]}
+    out, stats, asked = run(regions, decoded, redecoded)
+    assert asked == [pytest.approx((2.6, 10.4)), pytest.approx((7.6, 10.4))]
+    assert [s.text for s in out] == [" start.", " one two.", " three four.", " end."]
+    assert stats.redecoded == 2

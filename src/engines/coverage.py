@@ -9,12 +9,16 @@ decoded with word timings, and its segments pass through ``CoverageFill`` on the
    cut finer than the decode's own regions (``COVERAGE_VAD``: short pauses separate them).
 2. Each word covers its own time plus ``WORD_MARGIN_S`` either side. Speech of a region that
    no word covers, ``MIN_GAP_S`` or more of it, is a gap.
-3. A gap is decoded again on its own (``Redecode``: the engine's plain decoder on the gap's
-   audio with ``PAD_S`` either side, the file's language, no prompt) and only the words whose
-   middle falls inside the gap are kept: words the padding brought in from neighbours were
-   already transcribed, so no text is ever written twice. A re-decode the model calls silence
-   (the decoder's own no-speech rule) or that is repetitive adds nothing: noise the VAD took for
-   speech does not become words.
+3. The gaps between two transcribed words are decoded again together, as one stretch of the
+   file (``Redecode``: the engine's plain decoder on that audio with ``PAD_S`` either side, the
+   file's language, no prompt; stretches over ``MAX_STRETCH_S`` are cut at their pauses). The
+   words kept are those whose middle lies between the two transcribed words (the last one
+   before the stretch, the first one after it), so a turn's first or last word that the VAD
+   cut off or that falls in a pause inside the stretch is kept, and words the padding brought
+   in from neighbours, already transcribed, are not: no text is ever written twice. A gap of
+   the stretch that its decode still leaves without words is decoded once more on its own. A
+   re-decode the model calls silence (the decoder's own no-speech rule) or that is repetitive
+   adds nothing: noise the VAD took for speech does not become words.
 4. The kept words become segments, cut at sentence ends, spliced in on the original timeline:
    a segment whose words jump over a gap is split there, and segments still come out in
    timeline order, each as soon as the gaps before it are filled (one segment late at most).
@@ -44,7 +48,7 @@ from src.engines.base import (
 )
 from src.engines.fw_internals import compression_ratio
 from src.engines.sentences import split_sentences
-from src.engines.vad import regions_from_probabilities, vad_options
+from src.engines.vad import join_regions, regions_from_probabilities, vad_options
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ WORD_MARGIN_S = 0.3
 MIN_GAP_S = 0.6
 #: audio decoded either side of a gap, so its first and last words are heard whole
 PAD_S = 0.4
+#: gaps between the same two transcribed words are decoded together while they span at most
+#: this (the fitted window's longest audio, ``window.WindowFit``)
+MAX_STRETCH_S = 25.0
 #: a word longer than this covers only this much of its span (from its start): an aligned word
 #: stretched over a pause must not hide the speech after it
 MAX_WORD_S = 2.0
@@ -143,7 +150,8 @@ class CoverageFill:
                         next_id += 1
                     checked = max(checked, _covered_until(found))
                 held = segment
-            for part in self._gap_segments(self._gaps(checked, self._duration)):
+            tail = self._gaps(checked, self._duration)
+            for part in self._gap_segments(tail, checked - WORD_MARGIN_S, self._duration):
                 yield self._out(part, next_id)
                 next_id += 1
         finally:
@@ -217,7 +225,8 @@ class CoverageFill:
                 if parts[-1]:
                     out.append(_from_words(segment, parts[-1]))
                     parts.append([])
-                out.extend(self._gap_segments(gaps))
+                # between the last word read (the frontier less its margin) and this one
+                out.extend(self._gap_segments(gaps, at - WORD_MARGIN_S, word.start))
             parts[-1].append(word)
             at = max(at, span[1])
         if parts[-1]:
@@ -230,26 +239,56 @@ class CoverageFill:
         no word covers: nothing in between was read, so no spans are subtracted."""
         return uncovered(self._regions, [], start, end) if end > start else []
 
-    def _gap_segments(self, gaps: list[tuple[float, float]]) -> list[Segment]:
+    def _gap_segments(
+        self, gaps: list[tuple[float, float]], after: float, before: float
+    ) -> list[Segment]:
+        """The words of ``gaps`` (all between the same two transcribed words, the one ending at
+        ``after`` and the one starting at ``before``), decoded together in stretches of at most
+        ``MAX_STRETCH_S``, in timeline order. Each stretch keeps the words whose middle lies
+        between its neighbours (the transcribed words, or halfway to the next stretch); a gap
+        its decode leaves without words is decoded once more on its own."""
+        stretches = join_regions(gaps, MAX_STRETCH_S)
         out: list[Segment] = []
-        for start, end in gaps:
-            self.stats.redecoded += 1
-            self.stats.seconds += end - start
-            found = self._decode_gap(start, end)
-            if found:
-                self.stats.filled += 1
+        for k, (start, end) in enumerate(stretches):
+            lo = after if k == 0 else (stretches[k - 1][1] + start) / 2
+            hi = before if k == len(stretches) - 1 else (end + stretches[k + 1][0]) / 2
+            lo, hi = max(lo, start - PAD_S), min(hi, end + PAD_S)
+            found = self._counted(start, end, lo, hi)
+            inner = [g for g in gaps if start <= g[0] and g[1] <= end]
+            kept = [w for s in found for w in s.words or ()]
+            missed = uncovered(inner, [word_span(w) for w in kept], start, end)
+            if missed and len(inner) > 1:
+                for g_start, g_end in missed:
+                    g_lo = max([lo, g_start - PAD_S] + [w.end for w in kept if w.end <= g_start])
+                    g_hi = min([hi, g_end + PAD_S] + [w.start for w in kept if w.start >= g_end])
+                    found += self._counted(g_start, g_end, g_lo, g_hi)
+                found.sort(key=lambda s: s.start)
             out.extend(found)
         return out
 
-    def _decode_gap(self, start: float, end: float) -> list[Segment]:
-        """The gap decoded on its own; only its own words kept, as sentence segments."""
-        lo, hi = max(0.0, start - PAD_S), min(self._duration, end + PAD_S)
-        segments = self._redecode(lo, hi)
+    def _counted(self, start: float, end: float, lo: float, hi: float) -> list[Segment]:
+        """``_decode_gap`` counted in the stats."""
+        self.stats.redecoded += 1
+        self.stats.seconds += end - start
+        found = self._decode_gap(start, end, lo, hi)
+        if found:
+            self.stats.filled += 1
+        return found
+
+    def _decode_gap(
+        self, start: float, end: float, lo: float | None = None, hi: float | None = None
+    ) -> list[Segment]:
+        """``start``-``end`` decoded on its own (with ``PAD_S`` either side); only the words
+        whose middle lies from ``lo`` to ``hi`` (default: the stretch itself) kept, as sentence
+        segments."""
+        lo = start if lo is None else lo
+        hi = end if hi is None else hi
+        segments = self._redecode(max(0.0, start - PAD_S), min(self._duration, end + PAD_S))
         out: list[Segment] = []
         for segment in segments:
             if self._rejected(segment):
                 continue
-            kept = [w for w in segment.words or () if start <= (w.start + w.end) / 2 < end]
+            kept = [w for w in segment.words or () if lo <= (w.start + w.end) / 2 < hi]
             if kept:
                 out.extend(split_sentences(self._snapped(_from_words(segment, kept))))
         return out
