@@ -11,6 +11,7 @@ service and the queue worker), ``ServerSettings`` (``src/server/settings.py``) a
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -71,6 +72,23 @@ def _off_is_none(value: Any) -> Any:
     return value
 
 
+def _proxies(value: str | None) -> str | None:
+    """``FORWARDED_ALLOW_IPS``: ``*`` or addresses and networks, comma-separated."""
+    if value is None:
+        return None
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an address or network (expected '*' or addresses and "
+                    "networks separated by commas)"
+                ) from None
+    return ",".join(items) or None
+
+
 Bool = Annotated[bool, BeforeValidator(parse_bool)]
 Whole = Annotated[int, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0), AfterValidator(_finite)]
@@ -113,8 +131,10 @@ class Environment(BaseSettings):
     max_queue: Whole = 16
     model_idle_timeout: Annotated[Positive | None, BeforeValidator(_off_is_none)] = None
     api_key: str | None = None
+    forwarded_allow_ips: Annotated[str | None, AfterValidator(_proxies)] = None
     # live sessions
     live_max_sessions: Annotated[int, Field(ge=1)] = 4
+    live_max_sessions_per_client: Annotated[int, Field(ge=1)] | None = None
     live_idle_timeout: Positive = 120.0
     live_max_buffer_seconds: Positive = 300.0
     # models: where they come from

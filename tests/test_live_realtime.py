@@ -50,7 +50,11 @@ def server() -> Iterator[RunningServer]:
     with serving(api_key=API_KEY) as running:
         running.app.services.live = LiveSessions(
             LiveSettings(
-                max_sessions=2, idle_timeout=IDLE_TIMEOUT, max_buffer_seconds=MAX_BUFFER_SECONDS
+                max_sessions=2,
+                idle_timeout=IDLE_TIMEOUT,
+                max_buffer_seconds=MAX_BUFFER_SECONDS,
+                # the cap test opens both places from one client (test_live_limits: per client)
+                max_sessions_per_client=2,
             )
         )
         running.wait_ready()

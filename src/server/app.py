@@ -96,7 +96,9 @@ def create_app(
     return app
 
 
-def _server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+def _server(
+    app: FastAPI, host: str, port: int, forwarded_allow_ips: str | None = None
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         host=host,
@@ -110,6 +112,11 @@ def _server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         # longer than clients keep an idle connection (httpx: 5 s), so the client closes first
         # and never sends a request on a connection the server is closing
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # the client is the connection's peer unless FORWARDED_ALLOW_IPS names the proxies
+        # whose X-Forwarded-For is believed (uvicorn's own default trusts loopback's: a local
+        # client could pose as any other, e.g. to pass LIVE_MAX_SESSIONS_PER_CLIENT)
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips or "",
         # header size, JSON 400s, WebSocket frame size and queue (src/server/edge.py)
         **edge.server_options(),
     )
@@ -120,7 +127,7 @@ def build_servers(app: WorkerApp) -> list[uvicorn.Server]:
     """The uvicorn servers for ``app``: ``PORT`` and, when it differs, ``/ping`` alone on
     ``PORT_HEALTH`` (both in one event loop, sharing the app's state)."""
     settings = app.services.settings
-    servers = [_server(app, settings.host, settings.port)]
+    servers = [_server(app, settings.host, settings.port, settings.forwarded_allow_ips)]
     if settings.port_health != settings.port:
         ping_app = health.health_app(app.services)
         servers.append(_server(ping_app, settings.host, settings.port_health))

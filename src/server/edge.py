@@ -6,7 +6,11 @@
   longer head is refused with 431, and any request h11 cannot parse with 400, both as JSON in
   OpenAI's error shape (``JsonH11Protocol``; uvicorn's own answers are plain text);
 * a head over that limit that arrives whole is refused by ``HeaderLimit`` (a middleware) with
-  the same 431;
+  the same 431, a WebSocket handshake's too (``deny_websocket``: the ASGI WebSocket Denial
+  Response extension; the realtime route's own refusals come after the handshake, as OpenAI's
+  do: ``realtime.py``);
+* a WebSocket handshake websockets cannot accept (no key, a header line over its 8 KiB) is
+  refused in the same JSON (``JsonWebSocketProtocol``; uvicorn's answer is plain text);
 * WebSocket frames of at most ``MAX_FRAME_BYTES`` (one 15 MiB append as base64), and at most
   ``WS_MAX_QUEUE`` frames buffered per socket, so a client that sends faster
   than its session reads is slowed by TCP instead of filling memory.
@@ -23,6 +27,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -32,7 +37,12 @@ from starlette.responses import Response
 from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Response as WsResponse
+from websockets.server import ServerProtocol
+from websockets.typing import StatusLike
 
 from src.audio.source import abort_downloads, resume_downloads
 from src.server.realtime_events import MAX_APPEND_BYTES
@@ -77,10 +87,39 @@ class JsonH11Protocol(H11Protocol):
         self.transport.close()
 
 
+class _JsonServerProtocol(ServerProtocol):
+    """websockets' handshake, its refusals (a request that is not a valid upgrade, a header
+    line over websockets' own limit) as JSON errors in OpenAI's shape instead of plain text."""
+
+    def reject(self, status: StatusLike, text: str) -> WsResponse:
+        response = super().reject(status, text)
+        body = _error_body(text.strip() or HTTPStatus(status).phrase)
+        for name in ("Content-Type", "Content-Length"):
+            del response.headers[name]
+        response.headers["Content-Type"] = "application/json"
+        response.headers["Content-Length"] = str(len(body))
+        response.body = body
+        return response
+
+
+class JsonWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (the one it picks by itself), its handshake refusals as
+    JSON (``_JsonServerProtocol``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _JsonServerProtocol(
+            extensions=self.conn.available_extensions,
+            max_size=self.conn.max_size,
+            logger=self.conn.logger,
+        )
+
+
 def server_options() -> dict[str, Any]:
     """The ``uvicorn.Config`` arguments that set the limits above."""
     return {
         "http": JsonH11Protocol,
+        "ws": JsonWebSocketProtocol,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "ws_max_size": MAX_FRAME_BYTES,
         "ws_max_queue": WS_MAX_QUEUE,
@@ -100,7 +139,7 @@ class HeaderLimit:
             size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
             if size > MAX_HEADER_BYTES:
                 if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
+                    await deny_websocket(scope, receive, send, 431, _HEADERS_TOO_LARGE)
                     return
                 response = Response(
                     _error_body(_HEADERS_TOO_LARGE), status_code=431, media_type="application/json"
@@ -110,9 +149,32 @@ class HeaderLimit:
         await self.app(scope, receive, send)
 
 
+async def deny_websocket(
+    scope: Scope, receive: Receive, send: Send, status: int, message: str
+) -> None:
+    """Refuse a WebSocket handshake with an HTTP answer: ``status`` and OpenAI's error object
+    (``{"error": {"message", "type", "param", "code"}}``), by the ASGI WebSocket Denial Response
+    extension (uvicorn has it). A server without it can only close the handshake, which its
+    clients see as a 403 without a body."""
+    websocket = WebSocket(scope, receive, send)
+    if "websocket.http.response" in scope.get("extensions", {}):
+        denial = Response(_error_body(message), status_code=status, media_type="application/json")
+        await websocket.send_denial_response(denial)
+    else:
+        await websocket.close(1008)
+
+
 class PageFiles(StaticFiles):
     """The page's static files; a miss on a path an API route serves with other methods is a
-    405 naming them in ``Allow``."""
+    405 naming them in ``Allow``, and a WebSocket handshake on any of their paths is a 404 in
+    OpenAI's error shape (Starlette's own answer is a bare 403)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            message = "no WebSocket is served at this path (the live socket is /v1/realtime)"
+            await deny_websocket(scope, receive, send, 404, message)
+            return
+        await super().__call__(scope, receive, send)
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         try:

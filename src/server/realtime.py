@@ -5,10 +5,18 @@ Realtime API in transcription mode (wire format: ``src/server/realtime_events.py
 A connection, in order of what happens:
 
 1. The handshake is accepted (choosing the ``realtime`` subprotocol when offered). With
-   ``API_KEY`` set the key must come as ``Authorization: Bearer``, the ``api_key`` query
-   parameter, or the ``openai-insecure-api-key.<key>`` subprotocol browsers use; otherwise an
-   ``error`` event (code ``invalid_api_key``) is sent and the socket closed with 1008. Over
-   ``LIVE_MAX_SESSIONS`` open sessions, an ``error`` (code ``session_limit``) and 1013.
+   ``API_KEY`` set the key must come as ``Authorization: Bearer`` or the
+   ``openai-insecure-api-key.<key>`` subprotocol browsers use (never a query parameter: proxies
+   log those); otherwise an ``error`` event (code ``invalid_api_key``) is sent and the socket
+   closed with 1008. Over ``LIVE_MAX_SESSIONS`` open sessions, or
+   ``LIVE_MAX_SESSIONS_PER_CLIENT`` for the client's address (``state.client_key``), an
+   ``error`` (code ``session_limit``) and 1013.
+   These refusals come after the handshake, as OpenAI's own server sends them (an ``error``
+   event, then the close): the ``openai`` SDK yields that event to its user as any other
+   (``conn.recv()``) and retries a 1013 close when asked to reconnect, and a browser's
+   WebSocket shows the message, where a refused handshake shows a status at most (a browser:
+   nothing). Refusals before the route (a head over the limit, a path with no socket) are HTTP
+   answers in OpenAI's error shape (``src/server/edge.py``).
 2. ``session.created`` with the defaults: 24 kHz PCM16, server VAD (threshold 0.5, 300 ms
    prefix padding, 500 ms silence), the worker's model, language detected.
 3. The client's events are read as they come, at most ``FRAME_RATE`` bytes a second after a
@@ -99,7 +107,7 @@ from src.server.realtime_events import (
     session_event,
     wire_event,
 )
-from src.server.state import AppState
+from src.server.state import AppState, SessionLimit, client_key
 from src.service.processor import WhisperProcessor
 
 logger = logging.getLogger(__name__)
@@ -163,23 +171,30 @@ async def realtime(websocket: WebSocket) -> None:
         )
         return
     sessions = AppState.of(websocket).live
-    if not sessions.try_open():
-        await _refuse(
-            websocket,
-            error_event(
-                f"this server already has {sessions.settings.max_sessions} live sessions open "
-                "(LIVE_MAX_SESSIONS); try again later",
-                type="server_error",
-                code="session_limit",
-            ),
-            TRY_AGAIN_LATER,
-            "too many live sessions",
-        )
+    client = client_key(websocket.client.host if websocket.client else None)
+    refused = sessions.try_open(client)
+    if refused is not None:
+        logger.debug("live session refused: %s limit", refused)
+        await _refuse(websocket, _limit_event(refused, sessions.settings), TRY_AGAIN_LATER, "busy")
         return
     try:
         await _Connection(websocket, sessions.settings).run()
     finally:
-        sessions.close()
+        sessions.close(client)
+
+
+def _limit_event(refused: SessionLimit, settings: LiveSettings) -> dict[str, Any]:
+    if refused == "server":
+        message = (
+            f"this server already has {settings.max_sessions} live sessions open "
+            "(LIVE_MAX_SESSIONS); try again later"
+        )
+    else:
+        message = (
+            f"this client already has {settings.per_client} live sessions open "
+            "(LIVE_MAX_SESSIONS_PER_CLIENT); close one or try again later"
+        )
+    return error_event(message, type="server_error", code="session_limit")
 
 
 def _chosen_subprotocol(offered: list[str]) -> str | None:

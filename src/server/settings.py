@@ -2,7 +2,8 @@
 
 RunPod's load-balancing endpoints set ``PORT`` (the application, default 80) and
 ``PORT_HEALTH`` (where ``/ping`` is asked, default: the same as ``PORT``). The rest are the
-worker's own: the queue in front of the model, the idle unload, the optional key. Read through
+worker's own: the queue in front of the model, the idle unload, the optional key, the proxies
+whose ``X-Forwarded-For`` is believed (none unless ``FORWARDED_ALLOW_IPS`` names them). Read through
 ``src.config.Environment``: a malformed value stops the server at start-up naming the variable.
 """
 
@@ -29,6 +30,9 @@ class ServerSettings:
     model_idle_timeout: float | None = None
     #: when set, every route but ``/ping`` needs ``Authorization: Bearer <api_key>``
     api_key: str | None = None
+    #: proxies whose ``X-Forwarded-For`` names the client (``*``: any); None: the header is
+    #: never believed and the client is the connection's peer
+    forwarded_allow_ips: str | None = None
     #: the worker's settings (model, download limits, ...), as the queue worker reads them
     worker: Settings = field(default_factory=Settings)
 
@@ -45,5 +49,6 @@ class ServerSettings:
             max_queue=env.max_queue,
             model_idle_timeout=env.model_idle_timeout,
             api_key=env.api_key,
+            forwarded_allow_ips=env.forwarded_allow_ips,
             worker=Settings.of(env),
         )

@@ -8,7 +8,10 @@ instead of attributes created on ``app.state`` on first use. The same object is 
 
 from __future__ import annotations
 
+import ipaddress
+from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import FastAPI
 from starlette.requests import HTTPConnection
@@ -18,22 +21,52 @@ from src.server.settings import ServerSettings
 from src.service.holder import ModelHolder
 from src.service.slots import JobSlots
 
+#: why a live session was refused: the process's cap, or the client's own
+SessionLimit = Literal["server", "client"]
+
+
+def client_key(host: str | None) -> str:
+    """Whom a connection counts against for ``LIVE_MAX_SESSIONS_PER_CLIENT``: its IPv4 address,
+    or its IPv6 /64 (one machine is usually given a whole /64 and may pick any address in it);
+    ``host`` is the peer uvicorn reports, already taken from ``X-Forwarded-For`` when the peer is
+    a proxy ``FORWARDED_ALLOW_IPS`` trusts."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
 
 class LiveSessions:
-    """The live sessions open in this process, against ``LiveSettings.max_sessions``."""
+    """The live sessions open in this process, against ``LiveSettings.max_sessions`` in all and
+    ``LiveSettings.per_client`` for each client (``client_key``)."""
 
     def __init__(self, settings: LiveSettings) -> None:
         self.settings = settings
         self.open = 0
+        self.by_client: Counter[str] = Counter()
 
-    def try_open(self) -> bool:
+    def try_open(self, client: str = "unknown") -> SessionLimit | None:
+        """Count a session for ``client``; the limit that refuses it instead, if any."""
         if self.open >= self.settings.max_sessions:
-            return False
+            return "server"
+        if self.by_client[client] >= self.settings.per_client:
+            return "client"
         self.open += 1
-        return True
+        self.by_client[client] += 1
+        return None
 
-    def close(self) -> None:
+    def close(self, client: str = "unknown") -> None:
         self.open -= 1
+        self.by_client[client] -= 1
+        if self.by_client[client] <= 0:
+            del self.by_client[client]
 
 
 @dataclass

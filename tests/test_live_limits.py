@@ -1,0 +1,265 @@
+"""Who may hold the live sessions (issue 21): a client that reconnects as fast as it is closed
+cannot lock the others out, and refusals reach the user in OpenAI's shape.
+
+On Linux all of 127.0.0.0/8 is loopback, so the tests bind hostile clients to source address
+127.0.0.2 (and up) and the normal one to 127.0.0.1: different clients for
+``LIVE_MAX_SESSIONS_PER_CLIENT``, on one machine, against the real server and model (tiny.en).
+
+* the per-client bound: half of ``LIVE_MAX_SESSIONS`` by default, a reconnect loop holding its
+  share while a normal client is still served, ``X-Forwarded-For`` ignored unless
+  ``FORWARDED_ALLOW_IPS`` names the proxy (then each forwarded client counts on its own);
+* refusals as the ``openai`` SDK's user sees them: a wrong key and a full server are ``error``
+  events with OpenAI's message and code (the SDK's ``conn.recv()``), a handshake refused before
+  the route (no socket at the path, a head over the limit, an upgrade websockets cannot accept)
+  an HTTP status with OpenAI's error object as its body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+from openai import AsyncOpenAI
+
+from src.live.settings import LiveSettings
+from src.server.settings import ServerSettings
+from src.server.state import LiveSessions, client_key
+from tests.server_helpers import API_KEY, RunningServer, serving
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+NORMAL = "127.0.0.1"
+HOSTILE = "127.0.0.2"
+#: a deadline for a stuck test, not a speed claim
+WAIT = 60.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    with serving(model="tiny.en", api_key=API_KEY) as running:
+        running.wait_ready()
+        yield running
+
+
+@pytest.fixture
+def sessions(server: RunningServer) -> Iterator[LiveSessions]:
+    """The server's live sessions with the defaults: 4 places, 2 per client."""
+    live = LiveSessions(LiveSettings(max_sessions=4))
+    server.app.services.live = live
+    yield live
+    server.wait_until(lambda: live.open == 0)
+
+
+def _url(server: RunningServer, path: str = "/v1/realtime?intent=transcription") -> str:
+    return server.base_url.replace("http://", "ws://") + path
+
+
+async def _open(
+    server: RunningServer, source: str, headers: dict[str, str] | None = None
+) -> tuple[websockets.ClientConnection, dict[str, Any]]:
+    """A socket from ``source`` and its first event (``session.created`` or an ``error``)."""
+    ws = await websockets.connect(
+        _url(server), additional_headers={**AUTH, **(headers or {})}, local_addr=(source, 0)
+    )
+    return ws, json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+
+
+async def _refused(server: RunningServer, source: str, **headers: str) -> dict[str, Any]:
+    """Open from ``source``, expecting a ``session_limit`` refusal and close 1013."""
+    ws, first = await _open(server, source, headers)
+    assert first["type"] == "error", first
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    error: dict[str, Any] = first["error"]
+    assert error["code"] == "session_limit"
+    return error
+
+
+def test_client_keys() -> None:
+    assert client_key("127.0.0.2") == "127.0.0.2"
+    assert client_key("::ffff:10.1.2.3") == "10.1.2.3"
+    # one machine's /64 is one client, whichever of its addresses it picks
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == ("2001:db8:1:2::/64")
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key(None) == "unknown"
+    assert LiveSettings(max_sessions=4).per_client == 2
+    assert LiveSettings(max_sessions=3).per_client == 1
+    assert LiveSettings(max_sessions=1).per_client == 1
+    assert LiveSettings(max_sessions=4, max_sessions_per_client=4).per_client == 4
+    settings = LiveSettings.from_env({"LIVE_MAX_SESSIONS": "8"})
+    assert (settings.max_sessions_per_client, settings.per_client) == (None, 4)
+    assert LiveSettings.from_env({"LIVE_MAX_SESSIONS_PER_CLIENT": "3"}).per_client == 3
+    with pytest.raises(ValueError, match="LIVE_MAX_SESSIONS_PER_CLIENT"):
+        LiveSettings.from_env({"LIVE_MAX_SESSIONS_PER_CLIENT": "0"})
+    assert ServerSettings.from_env({}).forwarded_allow_ips is None
+    given = ServerSettings.from_env({"FORWARDED_ALLOW_IPS": " 10.0.0.1, 10.1.0.0/16 "})
+    assert given.forwarded_allow_ips == "10.0.0.1,10.1.0.0/16"
+    with pytest.raises(ValueError, match=r"FORWARDED_ALLOW_IPS='proxy\.example'"):
+        ServerSettings.from_env({"FORWARDED_ALLOW_IPS": "proxy.example"})
+
+
+def test_one_client_cannot_take_every_place(server: RunningServer, sessions: LiveSessions) -> None:
+    async def run() -> None:
+        held = []
+        for _ in range(2):
+            ws, first = await _open(server, HOSTILE)
+            assert first["type"] == "session.created"
+            held.append(ws)
+        error = await _refused(server, HOSTILE)
+        assert "LIVE_MAX_SESSIONS_PER_CLIENT" in error["message"]
+        # a proxy's header is not believed unless FORWARDED_ALLOW_IPS says so
+        error = await _refused(server, HOSTILE, **{"X-Forwarded-For": "10.9.8.7"})
+        assert "LIVE_MAX_SESSIONS_PER_CLIENT" in error["message"]
+        # the normal client still gets its places, then the server is full for everyone
+        for _ in range(2):
+            ws, first = await _open(server, NORMAL)
+            assert first["type"] == "session.created"
+            held.append(ws)
+        error = await _refused(server, "127.0.0.3")
+        assert "LIVE_MAX_SESSIONS)" in error["message"]
+        assert sessions.by_client == {HOSTILE: 2, NORMAL: 2}
+        for ws in held:
+            await ws.close()
+
+    asyncio.run(run())
+
+
+def test_a_reconnect_loop_does_not_lock_a_normal_client_out(
+    server: RunningServer, sessions: LiveSessions
+) -> None:
+    """Two hostile threads reconnect as fast as they are closed (their sessions closed at once,
+    as a refused one would be); a normal client meanwhile opens session after session."""
+    stop = threading.Event()
+    hostile_opened: list[int] = [0, 0]
+
+    def hostile(index: int) -> None:
+        async def loop() -> None:
+            while not stop.is_set():
+                ws, first = await _open(server, HOSTILE)
+                if first["type"] == "session.created":
+                    hostile_opened[index] += 1
+                await ws.close()
+
+        asyncio.run(loop())
+
+    threads = [threading.Thread(target=hostile, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+
+    async def normal() -> list[str]:
+        seen = []
+        ends = time.monotonic() + 5
+        while time.monotonic() < ends or len(seen) < 5:
+            ws, first = await _open(server, NORMAL)
+            seen.append(first["type"] if first["type"] != "error" else first["error"]["code"])
+            await ws.close()
+        return seen
+
+    try:
+        seen = asyncio.run(normal())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(WAIT)
+    assert sum(hostile_opened) > 0
+    assert set(seen) == {"session.created"}, seen
+
+
+def test_a_trusted_proxy_names_the_client() -> None:
+    """With FORWARDED_ALLOW_IPS naming the proxy (here the loopback peer), each address its
+    X-Forwarded-For names is a client of its own; another peer's header is still ignored."""
+    with serving(model="tiny.en", api_key=API_KEY, forwarded_allow_ips=NORMAL) as proxied:
+        proxied.app.services.live = LiveSessions(LiveSettings(max_sessions=4))
+
+        async def run() -> None:
+            held = []
+            for client in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
+                ws, first = await _open(proxied, NORMAL, {"X-Forwarded-For": client})
+                assert first["type"] == "session.created"
+                held.append(ws)
+            error = await _refused(proxied, NORMAL, **{"X-Forwarded-For": "10.0.0.1"})
+            assert "LIVE_MAX_SESSIONS_PER_CLIENT" in error["message"]
+            assert proxied.app.services.live.by_client == {"10.0.0.1": 2, "10.0.0.2": 1}
+            for ws in held:
+                await ws.close()
+
+        asyncio.run(run())
+
+
+def test_the_sdk_user_sees_why_a_session_is_refused(
+    server: RunningServer, sessions: LiveSessions
+) -> None:
+    """What ``client.realtime.connect`` gives its user: the ``error`` event, typed, with the
+    server's message and code (OpenAI's own server refuses a wrong key the same way)."""
+
+    async def first_event(api_key: str) -> Any:
+        client = AsyncOpenAI(base_url=server.api, api_key=api_key, max_retries=0)
+        try:
+            async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+                return await asyncio.wait_for(conn.recv(), WAIT)
+        finally:
+            await client.close()
+
+    async def run() -> None:
+        event = await first_event("wrong-key")
+        assert event.type == "error"
+        assert event.error.code == "invalid_api_key"
+        assert "API key" in event.error.message
+        held = [(await _open(server, NORMAL))[0] for _ in range(2)]
+        event = await first_event(API_KEY)
+        assert event.type == "error"
+        assert event.error.code == "session_limit"
+        assert "LIVE_MAX_SESSIONS_PER_CLIENT" in event.error.message
+        for ws in held:
+            await ws.close()
+
+    asyncio.run(run())
+
+
+def test_handshakes_refused_before_the_route_answer_openai_errors(server: RunningServer) -> None:
+    async def status_and_error(path: str, **headers: str) -> tuple[int, dict[str, Any]]:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(_url(server, path), additional_headers=headers):
+                pass
+        response = refused.value.response
+        assert response.headers["Content-Type"] == "application/json"
+        error: dict[str, Any] = json.loads(response.body)["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        return response.status_code, error
+
+    async def run() -> None:
+        status, error = await status_and_error("/v1/nowhere")
+        assert status == 404
+        assert "/v1/realtime" in error["message"]
+        # headers over the server's limit, each line within websockets' own
+        junk = {f"X-Junk-{i}": "a" * 6000 for i in range(3)}
+        status, error = await status_and_error("/v1/realtime", **junk)
+        assert status == 431
+        assert "16384" in error["message"]
+        # a line over websockets' limit: its parser refuses the handshake (websockets 15: 400)
+        status, error = await status_and_error("/v1/realtime", **{"X-Junk": "a" * 10_000})
+        assert status in (400, 431)
+        assert "WebSocket" in error["message"]
+        # not an upgrade websockets can accept: no Sec-WebSocket-Key
+        port = int(server.base_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        reply = await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), head
+        assert b"application/json" in head.lower()
+        assert json.loads(body)["error"]["type"] == "invalid_request_error"
+
+    asyncio.run(run())
