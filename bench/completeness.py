@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.completeness                 # 24 short + 8 long talks, base
     .venv/bin/python -m bench.completeness --quick         # 8 short + 2 long
     .venv/bin/python -m bench.completeness --systems worker,faster-whisper
+    .venv/bin/python -m bench.completeness --quick --alignments   # each utterance's errors
 
 Conversations come from ``bench/conversations.py``: the benchmark's clips of different speakers
 joined with pauses of 0.5-3 s, 3-5 utterances under a minute and 7-12 over a minute. Every
@@ -18,7 +19,8 @@ For each system: utterances dropped (``conversations.present``: under half of it
 transcript), WER pooled over the conversations (Whisper's English normaliser), wall time and
 its ratio to plain faster-whisper's, measured in this run (each conversation goes through every
 system in turn, so a change of load on the machine touches them alike). Dropped utterances are
-listed.
+listed. ``--alignments`` prints, for every utterance whose words any system got wrong, each
+system's errors on it (``utterance_errors``): where a system loses words the others keep.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.conversations import SAMPLE_RATE, Conversation, benchmark_set, present
+from bench.conversations import SAMPLE_RATE, Conversation, Utterance, benchmark_set, present
 from bench.metrics import scores
 
 SYSTEMS = ("worker", "faster-whisper", "openai-whisper", "one by one")
@@ -49,6 +51,8 @@ class Outcome:
     dropped: list[str] = field(default_factory=list)
     pairs: list[tuple[str, str]] = field(default_factory=list)
     redecoded: int = 0
+    #: the transcript of each conversation, by name
+    texts: dict[str, str] = field(default_factory=dict)
 
     @property
     def wer(self) -> float:
@@ -143,6 +147,7 @@ def measure_one(
     outcome.seconds += time.perf_counter() - started
     outcome.redecoded += redecoded
     outcome.pairs.append((talk.text, text))
+    outcome.texts[talk.name] = text
     kept = present(talk.utterances, text)
     outcome.utterances += len(kept)
     for u, ok in zip(talk.utterances, kept, strict=True):
@@ -150,11 +155,72 @@ def measure_one(
             outcome.dropped.append(f"{talk.name} {u.start:6.1f}-{u.end:6.1f} s {u.speaker}")
 
 
+def utterance_errors(utterances: tuple[Utterance, ...], hypothesis: str) -> list[list[str]]:
+    """For each utterance, the errors of ``hypothesis`` on its words (after Whisper's English
+    normaliser, aligned against the whole conversation's reference): ``-word`` deleted,
+    ``+word`` inserted, ``word>said`` substituted. Words inserted between two utterances go to
+    the later one."""
+    import jiwer
+
+    from bench.metrics import normaliser
+
+    normalise = normaliser()
+    owners: list[int] = []
+    words: list[str] = []
+    for index, utterance in enumerate(utterances):
+        these = normalise(utterance.text).split()
+        words += these
+        owners += [index] * len(these)
+    hyp = normalise(hypothesis).split()
+    errors: list[list[str]] = [[] for _ in utterances]
+    if not hyp:
+        for k, word in enumerate(words):
+            errors[owners[k]].append(f"-{word}")
+    if not words or not hyp:
+        return errors
+    out = jiwer.process_words(" ".join(words), " ".join(hyp))
+    for chunk in out.alignments[0]:
+        said = hyp[chunk.hyp_start_idx : chunk.hyp_end_idx]
+        if chunk.type == "insert":
+            owner = owners[min(chunk.ref_start_idx, len(owners) - 1)]
+            errors[owner] += [f"+{w}" for w in said]
+            continue
+        for k in range(chunk.ref_start_idx, chunk.ref_end_idx):
+            at = k - chunk.ref_start_idx
+            if chunk.type == "delete":
+                errors[owners[k]].append(f"-{words[k]}")
+            elif chunk.type == "substitute":
+                errors[owners[k]].append(f"{words[k]}>{said[at]}")
+    return errors
+
+
+def print_alignments(talks: list[Conversation], rows: dict[tuple[str, str], Outcome]) -> None:
+    """Each utterance that some system got wrong, with every system's errors on it."""
+    texts: dict[str, dict[str, str]] = {}
+    for (system, _), outcome in rows.items():
+        texts.setdefault(system, {}).update(outcome.texts)
+    print("\nerrors by utterance (-deleted +inserted ref>said):")
+    for talk in talks:
+        found = {s: utterance_errors(talk.utterances, t[talk.name]) for s, t in texts.items()}
+        for index, utterance in enumerate(talk.utterances):
+            if not any(errors[index] for errors in found.values()):
+                continue
+            print(
+                f"  {talk.name} #{index} {utterance.start:6.1f}-{utterance.end:6.1f} s "
+                f"{utterance.speaker}: {utterance.text[:60]}"
+            )
+            for system, errors in found.items():
+                print(f"      {system:15s} {' '.join(errors[index]) or '-'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="base")
     parser.add_argument("--quick", action="store_true", help="8 short and 2 long talks")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument(
+        "--alignments", action="store_true", help="print each utterance's errors, per system"
+    )
     args = parser.parse_args()
     talks = benchmark_set(quick=args.quick)
     groups = {
@@ -200,6 +266,8 @@ def main() -> None:
             f"| {system} | {group} | {len(o.dropped)}/{o.utterances} ({share:.1f}%) | "
             f"{o.wer:.2f}% | {o.seconds:.1f} s | {ratio} | {o.redecoded} |"
         )
+    if args.alignments:
+        print_alignments(talks, rows)
 
 
 if __name__ == "__main__":

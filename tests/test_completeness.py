@@ -21,7 +21,16 @@ import numpy as np
 import pytest
 
 from bench.conversations import Conversation, clips, join, present
-from src.engines.base import DecodeOptions, Engine, Transcript, VadParameters
+from src.engines.base import (
+    DecodeOptions,
+    Decoding,
+    Engine,
+    Segment,
+    Transcript,
+    VadParameters,
+    shifted,
+)
+from src.engines.coverage import complete
 from src.engines.faster import FasterWhisperEngine
 from src.engines.vad import regions_from_probabilities, speech_probabilities, vad_options
 from tests.conftest import english_normaliser
@@ -182,6 +191,34 @@ def test_no_words_without_speech(fw: FasterWhisperEngine, ow: Engine, kind, tmp_
     for engine in (fw, ow):
         transcript = engine.decode(audio, OPTIONS).collect()
         assert transcript.text == "", (kind, engine.info.engine)
+
+
+def test_a_skipped_turn_comes_back_with_its_first_words(fw: FasterWhisperEngine) -> None:
+    """A turn the decode skipped is decoded again whole, its first words included: the fine
+    VAD starts this turn after "However," and cuts it at its inner pauses, and each region
+    decoded alone (the words kept by their middles) lost "However, due" and "Styles"."""
+    pool = {c.name: c for c in clips()}
+    names = (TRIPLE[0], "en_fleurs_000.ogg", TRIPLE[2])
+    talk = join("turn", [pool[name] for name in names], random.Random(0), (2.5, 2.5))
+    plain = replace(OPTIONS, fill_gaps=False, vad_filter=False, word_timestamps=True)
+
+    def alone(start: float, end: float) -> list[Segment]:
+        piece = talk.samples[int(start * SR) : int(end * SR)]
+        return [shifted(s, start) for s in fw.decode(piece, plain).collect().segments]
+
+    first, _, last = talk.utterances
+    # the decode as when Whisper skips the middle turn: the other two turns' words only
+    skipped = alone(first.start, first.end) + alone(last.start, last.end)
+    decoding = Decoding(fw.decode(talk.samples[:SR], OPTIONS).info, iter(skipped))
+    scores = speech_probabilities(talk.samples)
+    filled = complete(decoding, scores, talk.samples.size, alone, OPTIONS)
+    done = filled.collect()
+    check_complete(talk, done)
+    normalise = english_normaliser()
+    middle = " ".join(s.text for s in done.segments if first.end < s.start < last.start)
+    assert normalise(middle).startswith("however due to the slow"), middle
+    assert "styles" in normalise(middle).split(), middle
+    assert filled.info.coverage is not None and filled.info.coverage.redecoded == 1
 
 
 def test_drift_free_vad_hears_the_later_speakers() -> None:
