@@ -135,10 +135,11 @@ def free_port() -> int:
 
 
 def start_server(
-    model: str, device: str, log_level: str, tree: Path = REPO_ROOT
+    model: str, device: str, log_level: str, tree: Path = REPO_ROOT, sessions: int = 1
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The server of the checkout at ``tree`` (this one by default; another, such as a baseline
-    copy, runs with this checkout's models)."""
+    copy, runs with this checkout's models). Every session of the bench comes from one address,
+    so the server takes ``sessions`` from one client (``LIVE_MAX_SESSIONS_PER_CLIENT``)."""
     port = free_port()
     env = {
         **os.environ,
@@ -149,6 +150,8 @@ def start_server(
         "DEVICE": device,
         "LOG_LEVEL": log_level,
         "MODEL_DIR": os.environ.get("MODEL_DIR", str(REPO_ROOT / "models")),
+        "LIVE_MAX_SESSIONS": str(max(4, sessions)),
+        "LIVE_MAX_SESSIONS_PER_CLIENT": str(max(1, sessions)),
     }
     process = subprocess.Popen([sys.executable, "handler.py"], cwd=tree, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -418,7 +421,9 @@ def main() -> None:
     sessions = max(1, args.sessions)
     plans = [session_plan(items, args.gap, k * len(items) // sessions) for k in range(sessions)]
 
-    process, base = start_server(args.model, args.device, args.server_log, args.server_tree)
+    process, base = start_server(
+        args.model, args.device, args.server_log, args.server_tree, sessions
+    )
     try:
         load_before = os.getloadavg()[0]
         all_events, file_times = asyncio.run(
