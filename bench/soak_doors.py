@@ -15,15 +15,22 @@ JFK clip at 4x real time over ``/v1/realtime`` and commits (latency: commit to `
 
 Slow and hostile clients (load phase only): 6 uploads and 2 JSON bodies that drip a byte every
 2 s (reconnecting when cut off), a ``/v1/jobs`` URL whose server drips a byte a second, 3
-WebSocket senders looping 12 MB ``append`` + ``clear`` (with the live client, the session cap of
-4), and a stream of garbage: deep JSON, 40 KB headers, an HLS playlist of a local file, requests
-that are not HTTP. ``/ping`` is asked every 0.1 s throughout; the server's resident memory
-(PSS, children included: ffmpeg) is sampled every 0.5 s.
+WebSocket senders looping 12 MB ``append`` + ``clear`` from 127.0.0.2 (the normal live client
+comes from 127.0.0.1: on Linux all of 127.0.0.0/8 is loopback, so they are two clients for
+``LIVE_MAX_SESSIONS_PER_CLIENT``; with the default 2 of 4 places per client, the third sender
+reconnects as fast as it is refused), and a stream of garbage: deep JSON, 40 KB headers, an HLS
+playlist of a local file, requests that are not HTTP. ``/ping`` is asked every 0.1 s
+throughout, from the bench's process and from a process of its own (the bench's threads share
+one GIL); the server's resident memory (PSS, children included: ffmpeg) is sampled every 0.5 s.
+``--health-port`` serves ``/ping`` on a ``PORT_HEALTH`` of its own; ``--py-spy PATH`` records
+the server for the first 15 s of the load phase (which threads hold the GIL, and what the event
+loop's thread is busy with), as folded stacks beside ``--json``.
 
 At the end the server gets SIGTERM; the figures: normal requests served (and failed) in each
-phase, their median and p90 latency and the load/idle ratio, ``/ping``'s worst latency in each
-phase, peak RSS, how the hostile requests were answered, and the files left in ``TMPDIR`` after
-the process exits. Not a unit test: timings depend on the machine, so they are reported.
+phase, their median and p90 latency and the load/idle ratio, the normal live client's turns
+served and connects refused, ``/ping``'s worst latency in each phase, the load average, peak
+RSS, how the hostile requests were answered, and the files left in ``TMPDIR`` after the process
+exits. Not a unit test: timings depend on the machine, so they are reported.
 """
 
 from __future__ import annotations
@@ -59,6 +66,13 @@ SHARED = Path(os.environ.get("WHISPER_WORKER_SHARED", REPO_ROOT.parent / "shared
 BENCH = SHARED / "benchmark"
 MIB = 1024 * 1024
 FFMPEG_PCM24K = ("-f", "s16le", "-ac", "1", "-ar", "24000", "pipe:1")
+#: on Linux all of 127.0.0.0/8 is loopback: the normal live client and the hostile sockets
+#: come from different addresses, so they are different clients (LIVE_MAX_SESSIONS_PER_CLIENT)
+NORMAL_SOURCE = "127.0.0.1"
+HOSTILE_SOURCE = "127.0.0.2"
+_FLOOD_APPEND = json.dumps(
+    {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(9 * MIB)).decode()}
+)
 
 
 @dataclass
@@ -68,14 +82,17 @@ class Phase:
     failures: Counter[str] = field(default_factory=Counter)
     ping: list[float] = field(default_factory=list)
     hostile: Counter[str] = field(default_factory=Counter)
+    #: the normal live client's connects refused, by error code
+    live_refused: Counter[str] = field(default_factory=Counter)
 
     def served(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds)
 
 
 class Soak:
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, health: str) -> None:
         self.base = base
+        self.health = health
         self.ws_base = base.replace("http://", "ws://")
         self.phase = Phase("idle")
         self.stop = threading.Event()
@@ -130,8 +147,15 @@ class Soak:
             phase = self.phase
             try:
                 with connect(
-                    f"{self.ws_base}/v1/realtime?intent=transcription", max_size=None
+                    f"{self.ws_base}/v1/realtime?intent=transcription",
+                    max_size=None,
+                    source_address=(NORMAL_SOURCE, 0),
                 ) as ws:
+                    first = json.loads(ws.recv(timeout=60))
+                    if first["type"] == "error":
+                        phase.live_refused[first["error"]["code"]] += 1
+                        time.sleep(1)
+                        continue
                     update = {
                         "type": "session.update",
                         "session": {
@@ -163,7 +187,7 @@ class Soak:
             while not self.stop.is_set():
                 began = time.monotonic()
                 try:
-                    client.get(f"{self.base}/ping").raise_for_status()
+                    client.get(f"{self.health}/ping").raise_for_status()
                     self.phase.ping.append(time.monotonic() - began)
                     self.timeline.append((began - self.t0, "ping", time.monotonic() - began))
                 except Exception as e:
@@ -225,11 +249,17 @@ class Soak:
         return work
 
     def ws_flood(self) -> str:
-        audio = base64.b64encode(bytes(9 * MIB)).decode()  # 12 MB of base64
-        append = json.dumps({"type": "input_audio_buffer.append", "audio": audio})
+        """From ``HOSTILE_SOURCE``: loop 12 MB appends and clears, reconnecting at once when
+        closed or refused (the 12 MB event is built once: the bench's own CPU is not the
+        server's)."""
+        append = _FLOOD_APPEND
         clear = json.dumps({"type": "input_audio_buffer.clear"})
         sent = 0
-        with connect(f"{self.ws_base}/v1/realtime?intent=transcription", max_size=None) as ws:
+        with connect(
+            f"{self.ws_base}/v1/realtime?intent=transcription",
+            max_size=None,
+            source_address=(HOSTILE_SOURCE, 0),
+        ) as ws:
             while not self.stop.is_set() and sent < 20:
                 ws.send(append)
                 ws.send(clear)
@@ -256,6 +286,28 @@ class Soak:
             raw = _status_of(sock.recv(4096))
         time.sleep(0.5)
         return " ".join([*(str(r.status_code) for r in replies), raw])
+
+
+def pinger(url: str, out: Path) -> None:
+    """``--pinger``: ask ``url`` every 0.1 s from a process of its own (the bench's threads
+    share one GIL with its in-process pinger) and write ``wall-clock latency`` lines."""
+    with httpx.Client(timeout=60) as client, out.open("w", buffering=1) as f:
+        while True:
+            began, wall = time.monotonic(), time.time()
+            try:
+                client.get(url).raise_for_status()
+                f.write(f"{wall:.3f} {time.monotonic() - began:.4f}\n")
+            except httpx.HTTPError:
+                f.write(f"{wall:.3f} -1\n")
+            time.sleep(0.1)
+
+
+def separate_pings(path: Path, t0_wall: float) -> list[tuple[float, float]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        wall, latency = line.split()
+        rows.append((float(wall) - t0_wall, float(latency)))
+    return rows
 
 
 def _status_of(reply: bytes) -> str:
@@ -295,13 +347,15 @@ def pcm24k(path: Path) -> bytes:
 
 
 def buckets(timeline: list[tuple[float, str, float]], width: float = 10.0) -> list[str]:
-    """Per ``width`` seconds: the peak RSS (MiB) and the slowest /ping (s)."""
+    """Per ``width`` seconds: the peak RSS (MiB) and the slowest /ping (s), from the bench's
+    process and from the pinger's own."""
     rows: dict[int, dict[str, float]] = {}
     for at, what, value in timeline:
         row = rows.setdefault(int(at // width), {})
         row[what] = max(row.get(what, 0.0), value)
     return [
         f"{k * width:.0f}s rss {row.get('rss', 0):.0f} ping {row.get('ping', 0):.2f}"
+        f" (own process {row.get('ping2', 0):.2f})"
         for k, row in sorted(rows.items())
     ]
 
@@ -317,6 +371,11 @@ def summary(phase: Phase) -> dict[str, Any]:
         }
     out["ping_worst_s"] = round(max(phase.ping), 3) if phase.ping else None
     out["ping_n"] = len(phase.ping)
+    if "realtime" in phase.latencies or phase.live_refused:
+        out["live_turns"] = {
+            "served": len(phase.latencies.get("realtime", [])),
+            "refused": dict(phase.live_refused),
+        }
     if phase.hostile:
         out["hostile"] = dict(phase.hostile)
     return out
@@ -331,20 +390,36 @@ def main() -> int:
     )
     parser.add_argument("--model", default=os.environ.get("WHISPER_MODEL", "tiny.en"))
     parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument(
+        "--health-port", action="store_true", help="serve /ping on a PORT_HEALTH of its own"
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PY_SPY",
+        help="record the server with this py-spy for the first 15 s of the load phase: the "
+        "threads holding the GIL, and the event loop's own busy stacks (folded, beside --json)",
+    )
+    parser.add_argument("--pinger", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pinger:
+        pinger(args.pinger[0], Path(args.pinger[1]))
+        return 0
 
     clip = BENCH / "en_jfk.flac"
     clip_bytes = clip.read_bytes()
     live_pcm = pcm24k(clip)
     area = Path(tempfile.mkdtemp(prefix="soak-doors-"))
-    with socket.socket() as s:
+    with socket.socket() as s, socket.socket() as h:
         s.bind(("127.0.0.1", 0))
+        h.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+        health_port = h.getsockname()[1] if args.health_port else port
     env = {
         **os.environ,
         "WORKER_MODE": "http",
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "PORT_HEALTH": str(health_port),
         "WHISPER_MODEL": args.model,
         "ALLOW_PRIVATE_URLS": "true",  # so the dripping URL is downloaded (and cut off)
         "TMPDIR": str(area),
@@ -353,10 +428,11 @@ def main() -> int:
     log = open(area.parent / f"{area.name}.log", "wb")  # noqa: SIM115
     server = subprocess.Popen([sys.executable, "handler.py"], cwd=REPO_ROOT, env=env, stderr=log)
     base = f"http://127.0.0.1:{port}"
+    health = f"http://127.0.0.1:{health_port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/ping").status_code == 200:
+            if httpx.get(f"{health}/ping").status_code == 200:
                 break
         except httpx.TransportError:
             pass
@@ -365,7 +441,12 @@ def main() -> int:
         server.kill()
         raise SystemExit("the server did not become ready")
 
-    soak = Soak(base)
+    soak = Soak(base, health)
+    t0_wall = time.time() - (time.monotonic() - soak.t0)
+    ping_log = area.parent / f"{area.name}.pings"
+    separate = subprocess.Popen(
+        [sys.executable, __file__, "--pinger", f"{health}/ping", str(ping_log)], cwd=REPO_ROOT
+    )
     playlist = (
         f"#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:30.0,\nfile://{clip}\n#EXT-X-ENDLIST\n"
     ).encode()
@@ -410,10 +491,25 @@ def main() -> int:
     rss_idle_peak = soak.rss_peak
     soak.phase = Phase("load")
     hostile_from = time.monotonic() - soak.t0
+    spies = []
+    if args.py_spy:
+        stem = (args.json or Path("soak_doors")).with_suffix("")
+        for what, flags in (("gil", ["--gil"]), ("threads", [])):
+            command = [args.py_spy, "record", "--pid", str(server.pid), "--duration", "15"]
+            command += ["--rate", "50", "--threads", "--format", "raw", *flags]
+            command += ["-o", f"{stem}.{what}.folded"]
+            spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    loads = [os.getloadavg()[0]]
     soak.hostile_on.set()
-    time.sleep(args.load)
+    ends = time.monotonic() + args.load
+    while time.monotonic() < ends:
+        time.sleep(min(10.0, max(0.0, ends - time.monotonic())))
+        loads.append(os.getloadavg()[0])
+    for spy in spies:
+        spy.wait(60)
     load = soak.phase
     soak.stop.set()
+    stopped_at = time.monotonic() - soak.t0
     time.sleep(2)
     server.send_signal(signal.SIGTERM)
     try:
@@ -423,11 +519,21 @@ def main() -> int:
         server.kill()
         exit_code = None
     httpd.shutdown()
+    separate.terminate()
+    separate.wait(10)
     left = sorted(p.name for p in area.iterdir())
+    pings = separate_pings(ping_log, t0_wall)
 
     report: dict[str, Any] = {
         "model": args.model,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_1min_during_load": [min(loads), max(loads)],
+        "ping_from_its_own_process": {
+            "idle_worst_s": max((v for t, v in pings if t < hostile_from), default=None),
+            "load_worst_s": max((v for t, v in pings if t >= hostile_from), default=None),
+            "failed_while_serving": sum(1 for t, v in pings if v < 0 and t < stopped_at),
+        },
+        "health_port": "its own" if args.health_port else "the API's",
         "seconds": round(time.monotonic() - started, 1),
         "idle": summary(idle),
         "load": summary(load),
@@ -446,7 +552,9 @@ def main() -> int:
             ratios[kind] = round(figures["median_s"] / base_figures["median_s"], 2)
     report["median_latency_ratio_load_over_idle"] = ratios
     report["hostile_from_s"] = round(hostile_from, 1)
-    report["every_10_s"] = buckets(soak.timeline)
+    report["every_10_s"] = buckets(
+        soak.timeline + [(t, "ping2", v) for t, v in pings if t < soak.timeline[-1][0] + 5]
+    )
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -220,6 +221,56 @@ def test_the_sdk_user_sees_why_a_session_is_refused(
         assert "LIVE_MAX_SESSIONS_PER_CLIENT" in event.error.message
         for ws in held:
             await ws.close()
+
+    asyncio.run(run())
+
+
+def test_a_refused_client_that_keeps_sending_is_cut_off(
+    server: RunningServer, sessions: LiveSessions
+) -> None:
+    """A client refused by its limit that ignores the close and goes on sending 12 MB frames
+    (a raw socket: a library client stops at the close frame) is cut off after about
+    ``AFTER_CLOSE_BYTES``, instead of being read, on the event loop, until the 10 s close
+    timeout. What it pushes is bounded in bytes (generously: socket buffers included)."""
+    payload = b"A" * 12_000_000
+    # a masked text frame (mask key 0: the payload goes as it is), 64-bit length
+    frame = bytes([0x81, 0x80 | 127]) + len(payload).to_bytes(8, "big") + bytes(4) + payload
+    port = int(server.base_url.rsplit(":", 1)[1])
+
+    async def run() -> int:
+        held = [(await _open(server, HOSTILE))[0] for _ in range(2)]
+        sock = socket.create_connection(("127.0.0.1", port), source_address=(HOSTILE, 0))
+        pushed = 0
+        with sock:
+            sock.sendall(
+                b"GET /v1/realtime?intent=transcription HTTP/1.1\r\nHost: x\r\n"
+                b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                + f"Authorization: Bearer {API_KEY}\r\n\r\n".encode()
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+            sock.settimeout(WAIT)
+            with pytest.raises(OSError):
+                for _ in range(1000):  # 12 GB: far past any bound below
+                    sock.sendall(frame)
+                    pushed += len(frame)
+        for ws in held:
+            await ws.close()
+        return pushed
+
+    assert asyncio.run(run()) < 200_000_000
+
+
+def test_frames_are_never_compressed(server: RunningServer, sessions: LiveSessions) -> None:
+    """A client offering permessage-deflate (websockets does by default) gets plain frames: a
+    compressed frame could inflate 1000-fold, on the event loop."""
+
+    async def run() -> None:
+        async with websockets.connect(_url(server), additional_headers=AUTH) as ws:
+            assert ws.request is not None and ws.response is not None
+            assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            assert json.loads(await ws.recv())["type"] == "session.created"
 
     asyncio.run(run())
 

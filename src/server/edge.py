@@ -11,6 +11,10 @@
   do: ``realtime.py``);
 * a WebSocket handshake websockets cannot accept (no key, a header line over its 8 KiB) is
   refused in the same JSON (``JsonWebSocketProtocol``; uvicorn's answer is plain text);
+* a socket the server has closed (a refusal, an idle timeout) read for ``AFTER_CLOSE_BYTES``
+  at most before the client's close reply, then cut off;
+* WebSocket frames never compressed (no permessage-deflate: inflating ran on the event loop,
+  about 1000-fold for a frame of base64 silence);
 * WebSocket frames of at most ``MAX_FRAME_BYTES`` (one 15 MiB append as base64), and at most
   ``WS_MAX_QUEUE`` frames buffered per socket, so a client that sends faster
   than its session reads is slowed by TCP instead of filling memory.
@@ -55,6 +59,8 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_FRAME_BYTES = (MAX_APPEND_BYTES + 2) // 3 * 4 + 64 * 1024
 #: frames a socket may have received and not yet handed to its session (uvicorn's queue)
 WS_MAX_QUEUE = 2
+#: bytes a socket the server has closed may still send before the close reply comes
+AFTER_CLOSE_BYTES = 1024 * 1024
 _HEADERS_TOO_LARGE = f"the request line and headers are over the limit of {MAX_HEADER_BYTES} bytes"
 
 
@@ -104,7 +110,10 @@ class _JsonServerProtocol(ServerProtocol):
 
 class JsonWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol (the one it picks by itself), its handshake refusals as
-    JSON (``_JsonServerProtocol``)."""
+    JSON (``_JsonServerProtocol``), and a socket the server has closed read no further than
+    ``AFTER_CLOSE_BYTES``: uvicorn reads (and parses, on the event loop) whatever the client
+    sends until its close reply, for up to 10 s, so a client refused at once (a session cap)
+    could push frames all that while, and reconnect to do it again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,6 +122,17 @@ class JsonWebSocketProtocol(WebSocketsSansIOProtocol):
             max_size=self.conn.max_size,
             logger=self.conn.logger,
         )
+        self.after_close = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self.close_sent and self.initial_response is None:
+            self.after_close += len(data)
+            if self.after_close > AFTER_CLOSE_BYTES:
+                # the client did not answer the close and keeps sending: it is cut off
+                # (it has had the server's last events and close frame already)
+                self.transport.close()
+                return
+        super().data_received(data)
 
 
 def server_options() -> dict[str, Any]:
@@ -122,6 +142,10 @@ def server_options() -> dict[str, Any]:
         "ws": JsonWebSocketProtocol,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "ws_max_size": MAX_FRAME_BYTES,
+        # no permessage-deflate: a client could send a frame that inflates 1000-fold (12 MB of
+        # base64 silence from about 12 KB), and uvicorn inflates on the event loop (measured:
+        # the loop's busiest stack under the soak's floods); audio compresses little anyway
+        "ws_per_message_deflate": False,
         "ws_max_queue": WS_MAX_QUEUE,
     }
 
