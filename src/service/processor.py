@@ -138,7 +138,7 @@ class WhisperProcessor:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.gate = ModelGate()
+        self.gate = ModelGate(live_beside_files=live_beside_files(engine.info))
         #: the decoded samples of every job in flight, bounded together
         self.budget = AudioBudget(settings.max_buffered_audio_seconds)
 
@@ -440,6 +440,18 @@ class WhisperProcessor:
             f"audio: {seconds:.0f} s is longer than this worker's limit of "
             f"{self.settings.max_audio_seconds:.0f} s (MAX_AUDIO_SECONDS)"
         )
+
+
+def live_beside_files(info: ModelInfo) -> bool:
+    """Whether live decodes run beside a file's step instead of waiting for it: with
+    faster-whisper on a CPU. There a file's long-audio passes run on model workers of their own
+    (``batched.py``'s lanes), CTranslate2 queues the calls of two threads to one worker itself,
+    and a pass of two 30 s windows on a loaded 2-core CPU takes one to two seconds: sharing the
+    cores for a live decode's tenth of a second costs the file that much and spares the live
+    caption the whole wait (bench/README.md, "Live while a long file is transcribed"). On a GPU
+    two decodes at once compete for its memory, and openai-whisper's decoder keeps its cache on
+    the model's modules: there the live decode waits for the step's next boundary."""
+    return info.engine == "faster-whisper" and info.device == "cpu"
 
 
 #: what a job that ran out of memory twice is told
