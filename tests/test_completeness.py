@@ -74,7 +74,7 @@ def triple() -> Conversation:
 
 
 def after_silence(talk: Conversation, seconds: float) -> Conversation:
-    """The same conversation after ``seconds`` of silence (the batched path starts at 60 s)."""
+    """The same conversation after ``seconds`` of silence (the batched path starts at 30 s)."""
     lead = np.zeros(int(seconds * SR), dtype=np.float32)
     moved = tuple(replace(u, start=u.start + seconds, end=u.end + seconds) for u in talk.utterances)
     return Conversation(talk.name, np.concatenate([lead, talk.samples]), moved)
