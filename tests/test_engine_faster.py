@@ -103,13 +103,13 @@ def test_batched_accuracy_and_coverage_match_sequential(
 
 def _wrap_first_round(engine: FasterWhisperEngine, monkeypatch, change) -> None:
     """Pass round one's result of chunk 1 through ``change`` (a fault injected after decoding)."""
-    real = engine.batched._decode_group
+    real = engine.batched._decoded
 
-    def faulty(job, pieces: list[Piece]) -> list[Decoded]:
-        done = real(job, pieces)
+    def faulty(job, pieces: list[Piece], *phases) -> list[Decoded]:
+        done = real(job, pieces, *phases)
         return [change(job, d) if d.piece.chunk == 1 and not d.piece.context else d for d in done]
 
-    monkeypatch.setattr(engine.batched, "_decode_group", faulty)
+    monkeypatch.setattr(engine.batched, "_decoded", faulty)
 
 
 def test_an_empty_chunk_is_decoded_again_sequentially(

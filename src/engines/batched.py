@@ -40,6 +40,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -59,6 +60,7 @@ from src.engines.chunk_checks import is_silence, median_words_per_second, suspic
 from src.engines.chunks import Chunk, ChunkPlan, plan
 from src.engines.fw_internals import ModelInternals, compression_ratio
 from src.engines.sentences import split_sentences
+from src.engines.sharing import let_in, off_model, wanted
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +164,8 @@ class BatchedDecoder:
     ) -> BatchedStart:
         """Plan the chunks and settle the language now; decode as the segments are pulled.
         ``probabilities``: the audio's VAD scores when already computed."""
-        chunk_plan = plan(audio, options.vad, probabilities=probabilities)
+        with off_model():  # VAD and Python: the model's gate is free meanwhile
+            chunk_plan = plan(audio, options.vad, probabilities=probabilities)
         stats = BatchStats(chunks=len(chunk_plan.chunks))
         self.last_stats = stats
         if not chunk_plan.chunks:
@@ -203,6 +206,11 @@ class BatchedDecoder:
         for size in self._steps():
             if not queued and not owed:
                 break
+            # a waiting live decode goes first, and while live decodes come the steps stay
+            # at one window per lane (on a GPU a full batch would make the next one wait long)
+            if wanted():
+                let_in()
+                size = self.lanes
             taken, queued = queued[:size], queued[size:]
             pieces = owed + taken
             owed = []
@@ -262,6 +270,7 @@ class BatchedDecoder:
         reason = suspicious(chunk, segments, options, language, median_wps)
         if reason is not None:
             stats.redecoded[index] = reason
+            let_in()  # a sequential re-decode is long: a waiting live decode goes first
             first, last = int(chunk.start * SAMPLE_RATE), int(chunk.end * SAMPLE_RATE)
             pinned = replace(options, language=language)
             again = self._sequential(job.audio[first:last], pinned, language)
@@ -315,12 +324,21 @@ class BatchedDecoder:
         return [pieces[i : i + size] for i in range(0, count, size)]
 
     def _decode(self, job: _Job, pieces: list[Piece]) -> list[Decoded]:
+        """The pieces' windows in three phases (encode, beam search, word alignment), each run
+        on every lane at once; between two phases a waiting live decode goes first (a whole
+        pass of two 30 s windows on a loaded 2-core CPU can take seconds; a phase is a third
+        to a half of it)."""
         groups = self._groups(pieces)
-        if self.lanes > 1 and len(groups) > 1:
-            with ThreadPoolExecutor(self.lanes, thread_name_prefix="whisper-lane") as pool:
-                done = list(pool.map(lambda group: self._decode_group(job, group), groups))
-        else:
-            done = [self._decode_group(job, group) for group in groups]
+        with ExitStack() as stack:
+            run: Callable[..., Iterator[Any]] = map
+            if self.lanes > 1 and len(groups) > 1:
+                pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="whisper-lane")
+                run = stack.enter_context(pool).map
+            encoded = list(run(lambda group: self._encode(job, group), groups))
+            let_in()
+            results = list(run(lambda g, e: self._generate(job, g, e), groups, encoded))
+            let_in()
+            done = list(run(lambda g, e, r: self._decoded(job, g, e, r), groups, encoded, results))
         return [decoded for group in done for decoded in group]
 
     def _encode(self, job: _Job, pieces: list[Piece]) -> StorageView:
@@ -346,11 +364,10 @@ class BatchedDecoder:
             for p in previous
         ]
 
-    def _decode_group(self, job: _Job, pieces: list[Piece]) -> list[Decoded]:
-        """One batch: encode, one beam search for all its windows, word alignment."""
+    def _generate(self, job: _Job, pieces: list[Piece], encoder_output: StorageView) -> list[Any]:
+        """One beam search for all the group's windows."""
         options = job.options
-        encoder_output = self._encode(job, pieces)
-        results = self._model.generate(
+        return self._model.generate(
             encoder_output,
             self._prompts(job, pieces),
             beam_size=options.beam(BATCHED_BEAM_SIZE),
@@ -358,6 +375,12 @@ class BatchedDecoder:
             length_penalty=options.length_penalty,
             suppress_tokens=job.suppress_tokens,
         )
+
+    def _decoded(
+        self, job: _Job, pieces: list[Piece], encoder_output: StorageView, results: list[Any]
+    ) -> list[Decoded]:
+        """The group's texts with their word timings (cross-attention, same encoder output)."""
+        options = job.options
         fps = self._model.frames_per_second
         raw: list[dict[str, Any]] = []
         for piece, result in zip(pieces, results, strict=True):

@@ -39,6 +39,7 @@ from src.engines.batched import BatchedDecoder
 from src.engines.capabilities import check_capability
 from src.engines.coverage import complete, with_words
 from src.engines.fw_internals import ModelInternals
+from src.engines.sharing import let_in, off_model
 from src.engines.vad import (
     regions_from_probabilities,
     speech_probabilities,
@@ -165,7 +166,11 @@ class FasterWhisperEngine:
         check_capability(self._info, options.task, options.language)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         # the drift-free VAD scores, once: for the decode's own regions and the coverage check
-        scores = speech_probabilities(audio) if options.vad_filter or options.fill_gaps else None
+        # (ONNX Runtime, not the model: the model's gate is free meanwhile)
+        scores = None
+        if options.vad_filter or options.fill_gaps:
+            with off_model():
+                scores = speech_probabilities(audio)
         inner = with_words(options)
         if not self.uses_batched(audio, options):
             try:  # the fitted window decodes at once: its failures are the model's too
@@ -202,7 +207,9 @@ class FasterWhisperEngine:
         self, audio: np.ndarray, start: float, end: float, options: DecodeOptions, language: str
     ) -> list[Segment]:
         """A stretch of the file decoded on its own (the coverage check's re-decode): the
-        file's language, no VAD, no prompt, with word timings, on the file's timeline."""
+        file's language, no VAD, no prompt, with word timings, on the file's timeline. A waiting
+        live decode goes first (one file step may re-decode several gaps)."""
+        let_in()
         piece = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
         alone = replace(
             options,

@@ -135,7 +135,9 @@ class FittedDecoder:
         done = self._decode(samples, options)
         if isinstance(done, str):
             self.stats.fell_back(done)
-            logger.debug("fitted window: %.1f s decoded again on 30 s (%s)", len(samples), done)
+            logger.debug(
+                "fitted window: %.1f s decoded again on 30 s (%s)", len(samples) / SAMPLE_RATE, done
+            )
             return self._fallback(audio, options, scores)
         info, segments = done
         self.stats.fitted += 1
