@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.run            # full run (about 15 minutes on a 2-core CPU)
     .venv/bin/python -m bench.run --quick    # a few minutes: 8 short clips, no 10-minute file
     .venv/bin/python -m bench.run --device cuda --model large-v3-turbo
+    .venv/bin/python -m bench.run --model base --quick --datasets long-form --no-extras \
+        --configs "openai-whisper (reference),worker (handler)"   # the long-form clip alone
 
 Every (configuration, dataset) pair runs in its own process, so its peak RSS is its own and no
 configuration warms caches for the next. Ratios compare configurations measured in the same run
@@ -292,6 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="tiny.en", help="the same weights for every engine")
     parser.add_argument("--out", type=Path, default=None, help="JSON lines (default: none)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset")
+    parser.add_argument(
+        "--datasets",
+        default=None,
+        help="comma-separated dataset names or their first word ('long-form,joined'); default all",
+    )
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip the cold starts and the memory check"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="memory check jobs (200; quick 30)")
     parser.add_argument(
         "--reference-threads",
@@ -327,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": len(os.sched_getaffinity(0)),
         "quick": args.quick,
         "reference_threads": args.reference_threads or "torch default",
+        "load_average_before": round(os.getloadavg()[0], 2),
     }
     out = open(args.out, "w") if args.out else None  # noqa: SIM115 - written as rows arrive
 
@@ -340,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     emit({"run": meta})
     with tempfile.TemporaryDirectory(prefix="whisper-bench-") as tmp:
         datasets = build(Path(tmp), quick=args.quick)
+        if args.datasets:
+            wanted = [w.strip() for w in args.datasets.split(",")]
+            datasets = [
+                d for d in datasets if any(d.name == w or d.name.split()[0] == w for w in wanted)
+            ]
         for dataset in datasets:
             path = dataset.save(Path(tmp) / f"{abs(hash(dataset.name))}.json")
             reference: Row | None = None
@@ -363,15 +379,17 @@ def main(argv: list[str] | None = None) -> int:
                 if config == REFERENCE:
                     reference = row
                 emit(_row_json(row, reference))
-    for engine in ("faster-whisper", "openai-whisper"):
+    for engine in () if args.no_extras else ("faster-whisper", "openai-whisper"):
         cold = _spawn(["--cold", engine, "--t0", repr(time.time())], args)
         emit({"cold_start": engine, **{k: round(v, 2) if isinstance(v, float) else v
                                        for k, v in cold.items()}})  # fmt: skip
-    memory = _spawn(["--memory", "--jobs", str(args.jobs)], args)
-    rss = {int(k): v for k, v in memory["rss_mb"].items()}
-    emit({"memory_jobs": memory["jobs"], "clip_s": memory["clip_s"],
-          "rss_mb": {k: round(v, 1) for k, v in sorted(rss.items())},
-          "growth_after_job_10_mb": round(rss[max(rss)] - rss[10], 1)})  # fmt: skip
+    if not args.no_extras:
+        memory = _spawn(["--memory", "--jobs", str(args.jobs)], args)
+        rss = {int(k): v for k, v in memory["rss_mb"].items()}
+        emit({"memory_jobs": memory["jobs"], "clip_s": memory["clip_s"],
+              "rss_mb": {k: round(v, 1) for k, v in sorted(rss.items())},
+              "growth_after_job_10_mb": round(rss[max(rss)] - rss[10], 1)})  # fmt: skip
+    emit({"load_average_after": round(os.getloadavg()[0], 2)})
     if out:
         out.close()
     print()
