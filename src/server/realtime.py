@@ -175,7 +175,8 @@ async def realtime(websocket: WebSocket) -> None:
     refused = sessions.try_open(client)
     if refused is not None:
         logger.debug("live session refused: %s limit", refused)
-        await _refuse(websocket, _limit_event(refused, sessions.settings), TRY_AGAIN_LATER, "busy")
+        reason = "too many live sessions" + (" of this client" if refused == "client" else "")
+        await _refuse(websocket, _limit_event(refused, sessions.settings), TRY_AGAIN_LATER, reason)
         return
     try:
         await _Connection(websocket, sessions.settings).run()
