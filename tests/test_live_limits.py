@@ -11,7 +11,9 @@ On Linux all of 127.0.0.0/8 is loopback, so the tests bind hostile clients to so
 * refusals as the ``openai`` SDK's user sees them: a wrong key and a full server are ``error``
   events with OpenAI's message and code (the SDK's ``conn.recv()``), a handshake refused before
   the route (no socket at the path, a head over the limit, an upgrade websockets cannot accept)
-  an HTTP status with OpenAI's error object as its body.
+  an HTTP status with OpenAI's error object as its body (a plain close on a server without the
+  denial extension);
+* a refused client that ignores the close is cut off, and frames are never compressed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import websockets
 from openai import AsyncOpenAI
 
 from src.live.settings import LiveSettings
+from src.server.edge import deny_websocket
 from src.server.settings import ServerSettings
 from src.server.state import LiveSessions, client_key
 from tests.server_helpers import API_KEY, RunningServer, serving
@@ -314,3 +317,29 @@ def test_handshakes_refused_before_the_route_answer_openai_errors(server: Runnin
         assert json.loads(body)["error"]["type"] == "invalid_request_error"
 
     asyncio.run(run())
+
+
+def test_a_server_without_the_denial_extension_gets_a_plain_close() -> None:
+    """``deny_websocket`` on an ASGI server that lacks the WebSocket Denial Response extension:
+    the handshake is closed (what the server makes of it: uvicorn's is a bare 403)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    async def run(extensions: dict[str, Any]) -> list[str]:
+        sent.clear()
+        scope = {"type": "websocket", "path": "/x", "headers": [], "extensions": extensions}
+        await deny_websocket(scope, receive, send, 404, "no socket here")
+        return [m["type"] for m in sent]
+
+    assert asyncio.run(run({})) == ["websocket.close"]
+    assert sent[0]["code"] == 1008
+    assert asyncio.run(run({"websocket.http.response": {}})) == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert json.loads(sent[1]["body"])["error"]["message"] == "no socket here"
