@@ -166,3 +166,20 @@ def test_a_gap_the_joined_decode_leaves_empty_is_decoded_on_its_own() -> None:
     assert asked == [pytest.approx((2.6, 10.4)), pytest.approx((7.6, 10.4))]
     assert [s.text for s in out] == [" start.", " one two.", " three four.", " end."]
     assert stats.redecoded == 2
+
+
+def test_a_sentence_written_again_without_audio_is_dropped() -> None:
+    """The batched path wrote a sentence a second time at its window's end, every word at one
+    instant: that copy is dropped, and the first copy (heard) is kept as it is."""
+    heard = segment(
+        ("the", 94.4, 95.2),
+        ("northern", 95.3, 96.6),
+        ("office", 96.7, 98.4),
+        ("said", 98.5, 100.0),
+        ("nothing.", 100.1, 101.5),
+    )
+    at = 101.52
+    again = segment(*((w, at, at) for w in ("the", "northern", "office", "said", "nothing.")))
+    out, stats, asked = run([(94.3, 101.6)], [heard, again], duration=110.0)
+    assert [s.text for s in out] == [" the northern office said nothing."]
+    assert asked == [] and stats.redecoded == 0

@@ -19,7 +19,10 @@ decoded with word timings, and its segments pass through ``CoverageFill`` on the
    the stretch that its decode still leaves without words is decoded once more on its own. A
    re-decode the model calls silence (the decoder's own no-speech rule) or that is repetitive
    adds nothing: noise the VAD took for speech does not become words.
-4. The kept words become segments, cut at sentence ends, spliced in on the original timeline:
+4. A segment whose words were aligned to (almost) no time, a sentence Whisper wrote a second
+   time at a window's end with all its words at one instant, is dropped: text without audio;
+   any speech it seemed to cover stays a gap and is decoded again.
+5. The kept words become segments, cut at sentence ends, spliced in on the original timeline:
    a segment whose words jump over a gap is split there, and segments still come out in
    timeline order, each as soon as the gaps before it are filled (one segment late at most).
 
@@ -69,6 +72,10 @@ MAX_WORD_S = 2.0
 
 #: a segment whose text the next segment repeats, this many words or more, is decoded again
 MIN_REPEAT_WORDS = 3
+#: words aligned to less time than this each, on average, were heard nowhere: a segment of
+#: them (``MIN_REPEAT_WORDS`` or more) is text without audio (a sentence Whisper wrote a second
+#: time at a window's end, all its words at one instant) and is dropped
+MIN_WORD_S = 0.05
 
 #: decodes a stretch of the file on its own: (start, end) seconds -> segments with words, on
 #: the file's timeline
@@ -140,6 +147,14 @@ class CoverageFill:
         try:
             for segment in itertools.chain(segments, [None]):
                 if segment is not None:
+                    if _without_audio(segment):
+                        # text the aligner found no speech for (a sentence written again at
+                        # a window's end, all its words at one instant): dropped, so that
+                        # any speech it claimed stays a gap
+                        logger.debug(
+                            "coverage: %d words without audio dropped", len(segment.words or ())
+                        )
+                        continue
                     segment = self._snapped(segment)
                 if held is None:
                     held = segment
@@ -300,6 +315,15 @@ class CoverageFill:
         if threshold is not None and segment.compression_ratio > threshold:
             return True
         return options.calls_silence(segment.no_speech_prob, segment.avg_logprob)
+
+
+def _without_audio(segment: Segment) -> bool:
+    """Whether the segment's words, ``MIN_REPEAT_WORDS`` or more, were aligned to (almost) no
+    time: under ``MIN_WORD_S`` a word on average, which no speech is."""
+    words = segment.words
+    if not words or len(words) < MIN_REPEAT_WORDS:
+        return False
+    return words[-1].end - words[0].start < MIN_WORD_S * len(words)
 
 
 def _covered_until(segment: Segment) -> float:
