@@ -183,3 +183,20 @@ def test_a_sentence_written_again_without_audio_is_dropped() -> None:
     out, stats, asked = run([(94.3, 101.6)], [heard, again], duration=110.0)
     assert [s.text for s in out] == [" the northern office said nothing."]
     assert asked == [] and stats.redecoded == 0
+
+
+def test_a_sentence_written_two_segments_early_is_decoded_again() -> None:
+    """A later speaker's sentence written over the first speaker's words, with another
+    speaker's sentence between the copy and its real place."""
+    first = segment(("the", 1.4, 1.8), ("far", 1.9, 2.6), ("horizon.", 2.7, 3.6))
+    between = segment(("the", 7.1, 7.5), ("office", 7.6, 8.2), ("said.", 8.3, 9.0))
+    real = segment(("the", 19.4, 19.8), ("far", 19.9, 20.6), ("horizon.", 20.7, 21.6))
+    really = segment(("many", 1.4, 1.9), ("people", 2.0, 2.8), ("think.", 2.9, 3.6))
+    regions = [(1.3, 3.7), (7.0, 9.1), (19.3, 21.7)]
+    out, stats, asked = run(regions, [first, between, real], {(1.4, 3.6): [really]})
+    assert [s.text for s in out] == [
+        " many people think.",
+        " the office said.",
+        " the far horizon.",
+    ]
+    assert stats.redecoded == 1 and len(asked) == 1

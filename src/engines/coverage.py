@@ -21,10 +21,13 @@ decoded with word timings, and its segments pass through ``CoverageFill`` on the
    adds nothing: noise the VAD took for speech does not become words.
 4. A segment whose words were aligned to (almost) no time, a sentence Whisper wrote a second
    time at a window's end with all its words at one instant, is dropped: text without audio;
-   any speech it seemed to cover stays a gap and is decoded again.
+   any speech it seemed to cover stays a gap and is decoded again. A segment whose text one
+   of the next two repeats (a later speaker's sentence written over an earlier one's words)
+   is decoded again on its own, and what its audio holds replaces it.
 5. The kept words become segments, cut at sentence ends, spliced in on the original timeline:
    a segment whose words jump over a gap is split there, and segments still come out in
-   timeline order, each as soon as the gaps before it are filled (one segment late at most).
+   timeline order, each as soon as the gaps before it are filled and the next two segments
+   are in (two segments late at most).
 
 ``CoverageStats.redecoded`` counts the gaps decoded again; the job's ``metadata.decode``
 reports it.
@@ -70,8 +73,11 @@ MAX_STRETCH_S = 25.0
 #: stretched over a pause must not hide the speech after it
 MAX_WORD_S = 2.0
 
-#: a segment whose text the next segment repeats, this many words or more, is decoded again
+#: a segment whose text one of the next ``REPEAT_LOOKAHEAD`` segments repeats, this many words
+#: or more, is decoded again (a later speaker's sentence written over an earlier one's words
+#: came one or two segments before its real place: full completeness set)
 MIN_REPEAT_WORDS = 3
+REPEAT_LOOKAHEAD = 2
 #: words aligned to less time than this each, on average, were heard nowhere: a segment of
 #: them (``MIN_REPEAT_WORDS`` or more) is text without audio (a sentence Whisper wrote a second
 #: time at a window's end, all its words at one instant) and is dropped
@@ -139,11 +145,12 @@ class CoverageFill:
     def run(self, segments: Iterator[Segment]) -> Iterator[Segment]:
         """``segments`` (with words, in timeline order) with the gaps before, between and after
         them filled; words dropped again unless the job asked for them; ids renumbered from
-        ``first_id`` (the engine's own convention). Each segment waits for the next one: a
-        segment whose text the next one repeats is decoded again first."""
+        ``first_id`` (the engine's own convention). Each segment waits for the next
+        ``REPEAT_LOOKAHEAD`` ones: a segment whose text one of them repeats is decoded again
+        first."""
         next_id = self._first_id
         checked = 0.0  # coverage is settled up to here
-        held: Segment | None = None
+        held: list[tuple[Segment, bool]] = []  # waiting segments, and whether one repeats it
         try:
             for segment in itertools.chain(segments, [None]):
                 if segment is not None:
@@ -156,15 +163,19 @@ class CoverageFill:
                         )
                         continue
                     segment = self._snapped(segment)
-                if held is None:
-                    held = segment
-                    continue
-                for found in self._checked(held, segment):
-                    for part in self._filled(found, checked):
-                        yield self._out(part, next_id)
-                        next_id += 1
-                    checked = max(checked, _covered_until(found))
-                held = segment
+                    held = [(h, again or _repeats(h.text, segment.text)) for h, again in held]
+                    held.append((segment, False))
+                while held and (segment is None or len(held) > REPEAT_LOOKAHEAD):
+                    first, again = held.pop(0)
+                    kept = [first]
+                    if again:  # between the words before it and the next segment's
+                        before = held[0][0].start if held else self._duration
+                        kept = self._checked(first, checked - WORD_MARGIN_S, before)
+                    for found in kept:
+                        for part in self._filled(found, checked):
+                            yield self._out(part, next_id)
+                            next_id += 1
+                        checked = max(checked, _covered_until(found))
             tail = self._gaps(checked, self._duration)
             for part in self._gap_segments(tail, checked - WORD_MARGIN_S, self._duration):
                 yield self._out(part, next_id)
@@ -206,16 +217,24 @@ class CoverageFill:
             return word
         return replace(word, start=round(start, 3), end=round(end, 3))
 
-    def _checked(self, segment: Segment, following: Segment | None) -> list[Segment]:
-        """The segment, or what its span gives decoded on its own when the next segment
-        repeats its text: Whisper writes a later sentence twice, the first time over another
-        speaker's words, and aligns it there (the words then seem to cover that speech)."""
-        if following is None or not segment.words or not _repeats(segment.text, following.text):
+    def _checked(self, segment: Segment, after: float, before: float) -> list[Segment]:
+        """What the speech of a segment that a later one repeats gives decoded on its own:
+        Whisper writes a later sentence twice, the first time over another speaker's words, and
+        aligns it there (the words then seem to cover that speech). The stretch decoded is the
+        speech regions its words touch, and the words kept lie between ``after`` (the end of
+        the words before it) and ``before`` (the start of the next segment)."""
+        if not segment.words:
             return [segment]
         start, end = segment.words[0].start, segment.words[-1].end
+        touched = [(s, e) for s, e in self._regions if s < end and e > start]
+        if touched:
+            start, end = min(start, touched[0][0]), max(end, touched[-1][1])
+        start, end = max(start, after), min(end, before)
+        if end <= start:
+            return []
         self.stats.redecoded += 1
         self.stats.seconds += end - start
-        again = self._decode_gap(start, end)
+        again = self._decode_gap(start, end, max(after, start - PAD_S), min(before, end + PAD_S))
         if again:
             self.stats.filled += 1
         return again
