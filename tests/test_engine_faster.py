@@ -223,3 +223,35 @@ def _segment(text: str, **kw: float) -> Segment:
 def test_suspicious_chunks(segments: list[Segment], median: float | None, reason: str | None):
     chunk = Chunk(start=30.0, end=40.0, speech=10.0)
     assert suspicious(chunk, segments, OPTIONS, "en", median) == reason
+
+
+def test_a_detected_language_costs_no_encoder_pass_and_short_windows_are_fitted(
+    long_audio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multilingual model (base) without a language: the first step's chunks are encoded
+    while the language is detected, each once, and the text is the one the given language
+    gives; a chunk under ``WindowFit.max_audio_seconds`` is encoded on a fitted window."""
+    from src.config import Settings
+    from src.engines.fw_internals import ModelInternals
+    from src.engines.loader import load_engine
+
+    base = load_engine(Settings.from_env({"WHISPER_MODEL": "base", "DEVICE": "cpu"}))
+    assert isinstance(base, FasterWhisperEngine) and base.info.multilingual
+    audio, reference, _ = long_audio
+    frames: list[int] = []
+    real = ModelInternals.encode
+
+    def counted(self: ModelInternals, features: np.ndarray):  # type: ignore[no-untyped-def]
+        if self is base.batched._model:  # the batched windows (not a coverage re-decode)
+            frames.append(int(features.shape[-1]))
+        return real(self, features)
+
+    given = base.transcribe(audio, OPTIONS)
+    monkeypatch.setattr(ModelInternals, "encode", counted)
+    detected = base.transcribe(audio, replace(OPTIONS, language=None))
+    stats = base.batched.last_stats
+    assert detected.language == "en"
+    assert detected.text == given.text
+    assert len(frames) == stats.chunks + stats.continued  # no window encoded twice
+    assert any(f < 3000 for f in frames)  # JFK's 11 s chunk: a fitted window
+    assert pooled_wer([(reference, detected.text)]) < 0.1
