@@ -18,9 +18,9 @@ work:
    steps keep the hardware busy); each group is encoded, decoded in one beam search and
    word-aligned (cross-attention, on the same encoder output), each phase on every lane at once
    with a step boundary between phases (``sharing.let_in``: a waiting live decode goes first).
-   On a multi-core CPU two groups run side by side (``lanes``). A window alone in its group
-   and at most ``WindowFit.max_audio_seconds`` long (a file's last chunk, a short continuation)
-   is encoded on a window fitted to it (``window.py``) instead of 30 s.
+   On a multi-core CPU two groups run side by side (``lanes``). Every window is encoded on 30
+   s: fitted windows (``window.py``) for the file's last chunk and short continuations were
+   tried and cost accuracy on the 10-minute files (bench/README.md).
 4. Where detected speech remains after a window's last aligned word, the model stopped early:
    the rest of the chunk is decoded in the next step, from that word on, with the chunk's text
    so far as the prompt (as the sequential decoder conditions on earlier text), for up to
@@ -64,7 +64,6 @@ from src.engines.chunks import Chunk, ChunkPlan, plan
 from src.engines.fw_internals import ModelInternals, compression_ratio
 from src.engines.sentences import split_sentences
 from src.engines.sharing import let_in, off_model, wanted
-from src.engines.window import WindowFit
 
 logger = logging.getLogger(__name__)
 
@@ -155,16 +154,12 @@ class BatchedDecoder:
         batch_size: int = 8,
         lanes: int = 1,
         encode_batch: int = 1,
-        fit: WindowFit | None = None,
     ) -> None:
         self._model = workers
         self._sequential = sequential
         self.batch_size = batch_size
         self.lanes = lanes
         self.encode_batch = encode_batch
-        #: a window alone in its group and short enough is encoded on a fitted window
-        #: (``window.WindowFit``) instead of 30 s; None: always 30 s
-        self.fit = fit
         self.last_stats = BatchStats()
 
     def start(
@@ -322,11 +317,7 @@ class BatchedDecoder:
             )
 
         def encode(piece: Piece) -> np.ndarray:
-            # fitted as ``_encode`` fits it: each piece is a group of its own at batch size 1
-            features = self._fitted(audio, piece) if self.batch_size == 1 else None
-            if features is None:
-                features = self._features(audio, piece)
-            return np.asarray(self._model.encode(features[None]))
+            return np.asarray(self._model.encode(self._features(audio, piece)[None]))
 
         if len(first) > 1:
             with ThreadPoolExecutor(len(first), thread_name_prefix="whisper-lane") as pool:
@@ -374,25 +365,9 @@ class BatchedDecoder:
         for piece in pieces:
             cached = job.encoded.pop(piece, None)
             if cached is None:
-                features = self._fitted(job.audio, piece) if len(pieces) == 1 else None
-                if features is None:
-                    features = self._features(job.audio, piece)
-                cached = np.asarray(self._model.encode(features[None]))
+                cached = np.asarray(self._model.encode(self._features(job.audio, piece)[None]))
             outputs.append(cached)
         return StorageView.from_array(np.concatenate(outputs))
-
-    def _fitted(self, audio: np.ndarray, piece: Piece) -> np.ndarray | None:
-        """A window of its own alone in its group, short enough for ``WindowFit``: its
-        features padded to the fitted length instead of 30 s (a file's last chunk, a short
-        continuation), or None when it takes the 30 s window."""
-        if self.fit is None or piece.end - piece.start > self.fit.max_audio_seconds:
-            return None
-        samples = audio[int(piece.start * SAMPLE_RATE) : int(piece.end * SAMPLE_RATE)]
-        features = self._model.raw_features(samples)
-        frames = min(features.shape[-1], N_FRAMES)
-        window = np.zeros((features.shape[0], self.fit.frames(frames)), dtype=np.float32)
-        window[:, :frames] = features[:, :frames]
-        return window
 
     def _prompts(self, job: _Job, pieces: list[Piece]) -> list[list[int]]:
         """One prompt per piece: the initial prompt and the chunk's text so far, cut to one

@@ -125,7 +125,6 @@ class FasterWhisperEngine:
             batch_size=BATCH_SIZE.get(device, 1),
             lanes=CPU_LANES if device == "cpu" and cpu_threads >= CPU_LANES else 1,
             encode_batch=1 if device == "cpu" else BATCH_SIZE.get(device, 1),
-            fit=self.fitted.fit,
         )
 
     def _lane_model(
