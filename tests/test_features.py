@@ -65,7 +65,7 @@ def test_progress_reports_while_a_long_file_decodes(
     handler_module: ModuleType, manifest: list[Clip], vad_filter: bool
 ) -> None:
     # Both long-audio paths report as they go: the batched one (the default for anything over
-    # 60 s) as each chunk and all before it are final, the sequential one segment by segment.
+    # 30 s) as each chunk and all before it are final, the sequential one segment by segment.
     long_form = next(c for c in manifest if c.long_form)
     options = {"output_format": "text", "vad_filter": vad_filter}
     job = {
