@@ -8,7 +8,7 @@ re-decodes). Engine code marks those places with the functions here, and the gat
 thread holds (if any) acts on them:
 
 ``off_model()``  a block that does not use the model: the gate is free meanwhile and taken back
-                 (in the same place in line) after it.
+                 (in the same place in line) after it; a live decode, which is short, keeps it.
 ``let_in()``     a step boundary: a decode that goes before this one (a live decode) and is
                  waiting runs now, then this decode goes on.
 ``wanted()``     whether such a decode is waiting (a step may then be made smaller).
