@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
@@ -71,9 +73,15 @@ def new_request_id() -> str:
 
 @asynccontextmanager
 async def received(request: Request) -> AsyncIterator[Call]:
-    """The request's id and temp directory for the block's duration (no place in the queue)."""
-    with tempfile.TemporaryDirectory(prefix="whisper-http-") as workdir:
-        yield Call(new_request_id(), Path(workdir))
+    """The request's id and temp directory for the block's duration (no place in the queue).
+    The directory (an upload of up to the body cap) is removed in a worker thread, not on the
+    event loop, and even when the request is cancelled."""
+    workdir = Path(tempfile.mkdtemp(prefix="whisper-http-"))
+    try:
+        yield Call(new_request_id(), workdir)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, workdir, True))
 
 
 async def decode_events(
