@@ -20,43 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from bench.data import REPO_ROOT, manifest_items
-from bench.live import free_port
+from bench.live import start_server
 from bench.metrics import scores
-
-
-def start(tree: Path, model: str, device: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "WORKER_MODE": "http",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WHISPER_MODEL": model,
-        "DEVICE": device,
-        "LOG_LEVEL": "WARNING",
-        "MODEL_DIR": str(REPO_ROOT / "models"),
-    }
-    process = subprocess.Popen([sys.executable, "handler.py"], cwd=tree, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while True:
-        try:
-            if httpx.get(f"{base}/ping").status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the server in {tree} did not come up")
-        time.sleep(0.2)
 
 
 def post(client: httpx.Client, path: str) -> tuple[float, str]:
@@ -84,7 +55,10 @@ def main() -> None:
 
     items = [i for i in manifest_items() if not i.name.startswith("long:")]
     trees = {"baseline": Path(args.baseline).resolve(), "this tree": REPO_ROOT}
-    servers = {name: start(tree, args.model, args.device) for name, tree in trees.items()}
+    servers = {
+        name: start_server(args.model, args.device, "WARNING", tree=tree)
+        for name, tree in trees.items()
+    }
     headers = {"Authorization": f"Bearer {os.environ.get('API_KEY', 'none')}"}
     try:
         clients = {
