@@ -5,9 +5,9 @@ conversation joins clips of different speakers (never the same speaker twice in 
 pauses drawn from 0.5 to 3 s, so every utterance's text, speaker and place on the timeline are
 known exactly. ``present`` tells, for each utterance, whether a transcript holds it: the
 hypothesis is aligned word by word against the whole conversation's reference (after Whisper's
-English normaliser) and an utterance counts as present when at least half of its words are
-matched. A dropped sentence shows as an utterance with (almost) no matched words, however good
-the rest of the transcript is.
+English normaliser, with each run of numbers as one token of digits) and an utterance counts
+as present when at least half of its words are matched. A dropped sentence shows as an
+utterance with (almost) no matched words, however good the rest of the transcript is.
 
 Used by ``bench/completeness.py`` and by the completeness tests; nothing is written to disk.
 """
@@ -150,10 +150,10 @@ def present(utterances: tuple[Utterance, ...] | list[Utterance], hypothesis: str
     owners: list[int] = []
     words: list[str] = []
     for index, utterance in enumerate(utterances):
-        these = normalise(utterance.text).split()
+        these = _number_runs(normalise(utterance.text).split())
         words += these
         owners += [index] * len(these)
-    hyp = normalise(hypothesis).split()
+    hyp = _number_runs(normalise(hypothesis).split())
     hits = [0] * len(utterances)
     if hyp and words:
         out = jiwer.process_words(" ".join(words), " ".join(hyp))
@@ -163,3 +163,26 @@ def present(utterances: tuple[Utterance, ...] | list[Utterance], hypothesis: str
                     hits[owners[k]] += 1
     sizes = [owners.count(i) for i in range(len(utterances))]
     return [size == 0 or hit >= PRESENT_SHARE * size for hit, size in zip(hits, sizes, strict=True)]
+
+
+_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_DIGITS = {word: str(digit) for digit, word in enumerate(_NUMBERS)}
+
+
+def _number_runs(words: list[str]) -> list[str]:
+    """Words with each run of numbers written as one token of digits. Whisper's normaliser
+    reads "one two three" as "123" but "1, 2, 3" as "one 2 3" and "1,2,3" as "12 3": the same
+    spoken words would otherwise count as missing (the benchmark's "one two three" clip)."""
+    out: list[str] = []
+    run = ""
+    for word in [*words, ""]:
+        digits = _DIGITS.get(word, word)
+        if digits.isdigit():
+            run += digits
+            continue
+        if run:
+            out.append(run)
+            run = ""
+        if word:
+            out.append(word)
+    return out

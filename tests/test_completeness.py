@@ -239,3 +239,18 @@ def test_drift_free_vad_hears_the_later_speakers() -> None:
 
     assert not all(heard(speech_probabilities(talk.samples, None)))  # the drift, as it was
     assert all(heard(speech_probabilities(talk.samples)))
+
+
+def test_presence_reads_numbers_as_spoken_either_way() -> None:
+    """Whisper writes "one two three" as "1, 2, 3" or "123", which its own normaliser reads
+    differently: the presence check must count those as the same words, and a missing
+    utterance as missing."""
+    from bench.conversations import Utterance
+
+    talk = (
+        Utterance("ONE TWO THREE", "a", 0.0, 1.5),
+        Utterance("THE CABBAGE JUICE CHANGES COLOR", "b", 3.0, 5.0),
+    )
+    for written in ("1, 2, 3.", "123.", "One, two, three.", "1,2,3"):
+        assert present(talk, f"{written} The cabbage juice changes color.") == [True, True]
+    assert present(talk, "The cabbage juice changes color.") == [False, True]
