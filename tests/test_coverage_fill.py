@@ -200,3 +200,23 @@ def test_a_sentence_written_two_segments_early_is_decoded_again() -> None:
         " the far horizon.",
     ]
     assert stats.redecoded == 1 and len(asked) == 1
+
+
+def test_words_stretched_over_another_turn_give_way_to_what_it_says() -> None:
+    """The batched path skipped a turn and aligned the next turn's first words over it, seconds
+    a word: those words are dropped and the turn's speech is decoded again, in its place."""
+    before = segment(
+        ("a", 53.7, 54.3),
+        ("sentence.", 60.3, 60.9),
+        ("we", 60.9, 66.3),
+        ("must", 66.3, 74.0),
+        ("find", 74.0, 74.3),
+        ("home.", 74.4, 75.9),
+    )
+    skipped = segment(("two", 66.0, 66.4), ("pools", 66.5, 67.1), ("hidden.", 69.6, 70.6))
+    regions = [(53.6, 61.0), (64.9, 71.8), (73.9, 76.0)]
+    out, stats, _ = run(regions, [before], {(66.0, 70.6): [skipped]}, duration=80.0)
+    text = "".join(s.text for s in out)
+    assert text == " a sentence. two pools hidden. find home."
+    assert all(w.end - w.start <= 3.0 for s in out for w in s.words or ())
+    assert stats.filled == 1

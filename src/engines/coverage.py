@@ -82,6 +82,12 @@ REPEAT_LOOKAHEAD = 2
 #: them (``MIN_REPEAT_WORDS`` or more) is text without audio (a sentence Whisper wrote a second
 #: time at a window's end, all its words at one instant) and is dropped
 MIN_WORD_S = 0.05
+#: a word aligned to longer than this was not heard there: no word lasts seconds. Such words
+#: are what a window's words look like when the decoder skipped the speech under them (a later
+#: turn's first words aligned over a whole earlier turn: full completeness set, "We must" over
+#: a sentence of another speaker, 5 and 8 s a word); they are dropped from the segment, so
+#: that the speech they seemed to cover is a gap decoded again (which hears them where they are)
+STRETCHED_WORD_S = 3.0
 
 #: decodes a stretch of the file on its own: (start, end) seconds -> segments with words, on
 #: the file's timeline
@@ -162,7 +168,9 @@ class CoverageFill:
                             "coverage: %d words without audio dropped", len(segment.words or ())
                         )
                         continue
-                    segment = self._snapped(segment)
+                    segment = _without_stretched(self._snapped(segment))
+                    if segment is None:
+                        continue
                     held = [(h, again or _repeats(h.text, segment.text)) for h, again in held]
                     held.append((segment, False))
                 while held and (segment is None or len(held) > REPEAT_LOOKAHEAD):
@@ -343,6 +351,19 @@ def _without_audio(segment: Segment) -> bool:
     if not words or len(words) < MIN_REPEAT_WORDS:
         return False
     return words[-1].end - words[0].start < MIN_WORD_S * len(words)
+
+
+def _without_stretched(segment: Segment) -> Segment | None:
+    """The segment without its words aligned to over ``STRETCHED_WORD_S`` each; None when no
+    word is left."""
+    words = segment.words
+    if not words:
+        return segment
+    kept = [w for w in words if w.end - w.start <= STRETCHED_WORD_S]
+    if len(kept) == len(words):
+        return segment
+    logger.debug("coverage: %d stretched words dropped", len(words) - len(kept))
+    return _from_words(segment, kept) if kept else None
 
 
 def _covered_until(segment: Segment) -> float:
