@@ -316,16 +316,17 @@ class BatchedDecoder:
                 self._model.encode(self._features(audio, first[0])[None])
             )
 
-        def encode(piece: Piece) -> np.ndarray:
-            return np.asarray(self._model.encode(self._features(audio, piece)[None]))
-
         if len(first) > 1:
             with ThreadPoolExecutor(len(first), thread_name_prefix="whisper-lane") as pool:
-                outputs = list(pool.map(encode, first))
+                outputs = list(pool.map(lambda piece: self._window(audio, piece), first))
         else:
-            outputs = [encode(first[0])]
+            outputs = [self._window(audio, first[0])]
         encoded.update(zip(first, outputs, strict=True))
         return self._model.detect_language(StorageView.from_array(outputs[0]))
+
+    def _window(self, audio: np.ndarray, piece: Piece) -> np.ndarray:
+        """The encoder output of one piece's window, on the host."""
+        return np.asarray(self._model.encode(self._features(audio, piece)[None]))
 
     def _features(self, audio: np.ndarray, piece: Piece) -> np.ndarray:
         """The piece's log-mel features, padded to one 30 s window (as the library does)."""
@@ -365,7 +366,7 @@ class BatchedDecoder:
         for piece in pieces:
             cached = job.encoded.pop(piece, None)
             if cached is None:
-                cached = np.asarray(self._model.encode(self._features(job.audio, piece)[None]))
+                cached = self._window(job.audio, piece)
             outputs.append(cached)
         return StorageView.from_array(np.concatenate(outputs))
 

@@ -240,12 +240,7 @@ class CoverageFill:
         start, end = max(start, after), min(end, before)
         if end <= start:
             return []
-        self.stats.redecoded += 1
-        self.stats.seconds += end - start
-        again = self._decode_gap(start, end, max(after, start - PAD_S), min(before, end + PAD_S))
-        if again:
-            self.stats.filled += 1
-        return again
+        return self._counted(start, end, max(after, start - PAD_S), min(before, end + PAD_S))
 
     def _out(self, segment: Segment, index: int) -> Segment:
         words = segment.words if self._options.word_timestamps else None
@@ -317,14 +312,9 @@ class CoverageFill:
             self.stats.filled += 1
         return found
 
-    def _decode_gap(
-        self, start: float, end: float, lo: float | None = None, hi: float | None = None
-    ) -> list[Segment]:
+    def _decode_gap(self, start: float, end: float, lo: float, hi: float) -> list[Segment]:
         """``start``-``end`` decoded on its own (with ``PAD_S`` either side); only the words
-        whose middle lies from ``lo`` to ``hi`` (default: the stretch itself) kept, as sentence
-        segments."""
-        lo = start if lo is None else lo
-        hi = end if hi is None else hi
+        whose middle lies from ``lo`` to ``hi`` kept, as sentence segments."""
         segments = self._redecode(max(0.0, start - PAD_S), min(self._duration, end + PAD_S))
         out: list[Segment] = []
         for segment in segments:

@@ -49,8 +49,12 @@ class LiveSessions:
 
     def __init__(self, settings: LiveSettings) -> None:
         self.settings = settings
-        self.open = 0
         self.by_client: Counter[str] = Counter()
+
+    @property
+    def open(self) -> int:
+        """The sessions open now, all clients together."""
+        return self.by_client.total()
 
     def try_open(self, client: str = "unknown") -> SessionLimit | None:
         """Count a session for ``client``; the limit that refuses it instead, if any."""
@@ -58,12 +62,10 @@ class LiveSessions:
             return "server"
         if self.by_client[client] >= self.settings.per_client:
             return "client"
-        self.open += 1
         self.by_client[client] += 1
         return None
 
     def close(self, client: str = "unknown") -> None:
-        self.open -= 1
         self.by_client[client] -= 1
         if self.by_client[client] <= 0:
             del self.by_client[client]
